@@ -1,0 +1,11 @@
+// Placeholder until the subcommand lands.
+#include "cli/commands.h"
+#include "core/error.h"
+
+namespace fathom::cli {
+void add_quantize(CLI::App& app) {
+  auto* sub = app.add_subcommand("quantize", "(not available yet)");
+  sub->allow_extras();
+  sub->callback([] { fail("'quantize' is not available in this build"); });
+}
+}  // namespace fathom::cli
