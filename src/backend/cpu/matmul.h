@@ -1,0 +1,46 @@
+#pragma once
+// Linear layers on the CPU: y = x · Wᵀ for a weight in any storage format.
+//
+// Batch invariance: y[i] depends only on x[i] and W, bit for bit, whatever the number of
+// rows m or threads. The server relies on it so that a sequence's logits do not depend on
+// what else is in the batch. Parallelism therefore splits the output columns, never the
+// reduction.
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "core/thread_pool.h"
+
+namespace fathom::cpu {
+
+// A weight matrix as stored: `rows` outputs × `cols` inputs, row-major (HF Linear layout).
+struct WeightView {
+  DType dtype = DType::F32;  // F32, F16, BF16, F8_E4M3, Q8_0, Q4_0
+  int64_t rows = 0;          // N (out features)
+  int64_t cols = 0;          // K (in features); a multiple of 32 for Q8_0/Q4_0
+  const void* data = nullptr;
+  // F8_E4M3 only: scale_inv [ceil(rows/block), ceil(cols/block)], w = fp8 * scale_inv.
+  const float* block_scale = nullptr;
+  int64_t block = 128;
+
+  size_t row_bytes() const { return dtype_bytes(dtype, cols); }
+  const uint8_t* row(int64_t r) const { return static_cast<const uint8_t*>(data) + r * row_bytes(); }
+};
+
+// Which implementation runs. Auto picks the best the CPU supports at run time.
+enum class Isa { Auto, Scalar, Avx2 };
+
+struct MatmulOpts {
+  Isa isa = Isa::Auto;
+};
+
+// y[m, rows] = x[m, cols] · Wᵀ.
+void matmul(const WeightView& w, const float* x, int64_t m, float* y, ThreadPool& pool,
+            const MatmulOpts& opts = {});
+
+// Dequantizes row r of w into out[cols] (exact for F32/F16/BF16/F8; block formats as defined).
+void dequantize_row(const WeightView& w, int64_t r, float* out);
+
+// True when this CPU can run the AVX2+FMA kernels.
+bool cpu_has_avx2();
+
+}  // namespace fathom::cpu
