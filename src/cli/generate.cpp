@@ -1,11 +1,46 @@
-// Placeholder until the subcommand lands.
+// fathom generate: prints only the generated ids, space-separated, on one line.
+#include <cstdio>
+
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/error.h"
+#include "runtime/generate.h"
 
 namespace fathom::cli {
+
 void add_generate(CLI::App& app) {
-  auto* sub = app.add_subcommand("generate", "(not available yet)");
-  sub->allow_extras();
-  sub->callback([] { fail("'generate' is not available in this build"); });
+  struct Args {
+    ModelArgs m;
+    std::string ids;
+    int64_t n = 16;
+    float temperature = 0.0f, top_p = 1.0f;
+    int32_t top_k = 0;
+    uint64_t seed = 0;
+  };
+  auto a = std::make_shared<Args>();
+  auto* sub = app.add_subcommand("generate", "generate token ids after a prompt of ids");
+  a->m.add(sub);
+  sub->add_option("--ids", a->ids, "comma-separated prompt token ids")->required();
+  sub->add_option("-n", a->n, "tokens to generate")->check(CLI::PositiveNumber);
+  sub->add_option("--temperature", a->temperature, "0 = greedy")->check(CLI::NonNegativeNumber);
+  sub->add_option("--top-p", a->top_p)->check(CLI::Range(0.0, 1.0));
+  sub->add_option("--top-k", a->top_k)->check(CLI::NonNegativeNumber);
+  sub->add_option("--seed", a->seed);
+  sub->callback([a] {
+    const std::vector<int32_t> ids = parse_ids(a->ids);
+    auto model = load_model(a->m.model, a->m.load_opts());
+    GenerateOpts g;
+    g.max_new_tokens = a->n;
+    g.sampling.temperature = a->temperature;
+    g.sampling.top_p = a->top_p;
+    g.sampling.top_k = a->top_k;
+    g.sampling.seed = a->seed;
+    g.attn = parse_attn(a->m.attn);
+    std::vector<int32_t> out = generate(*model, ids, g);
+    std::string line;
+    for (size_t i = 0; i < out.size(); ++i) line += (i ? " " : "") + std::to_string(out[i]);
+    std::printf("%s\n", line.c_str());
+  });
 }
+
 }  // namespace fathom::cli

@@ -111,9 +111,9 @@ static double yarn_mscale(double scale, double m) { return scale <= 1 ? 1.0 : 0.
 double ModelConfig::attn_scale() const {
   if (is_deepseek()) {
     double s = 1.0 / std::sqrt(double(qk_head_dim()));
-    // DeepSeek-V3 folds the YaRN mscale (mscale_all_dim) into the softmax scale. The reference
-    // DeepSeek-V2 port in transformers does not, and the golden outputs follow it.
-    if (arch == Arch::DeepseekV3 && rope_scaling.type == RopeScaling::Type::Yarn && rope_scaling.mscale_all_dim != 0) {
+    // DeepSeek folds the YaRN mscale (from mscale_all_dim) into the softmax scale, squared:
+    // the rotary cos/sin carry only the mscale / mscale_all_dim ratio.
+    if (rope_scaling.type == RopeScaling::Type::Yarn && rope_scaling.mscale_all_dim != 0) {
       double m = yarn_mscale(rope_scaling.factor, rope_scaling.mscale_all_dim);
       s *= m * m;
     }

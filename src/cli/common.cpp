@@ -1,0 +1,53 @@
+#include "cli/common.h"
+
+#include <unistd.h>
+
+#include <charconv>
+
+#include "core/error.h"
+
+namespace fathom::cli {
+
+std::vector<int32_t> parse_ids(const std::string& s) {
+  std::vector<int32_t> ids;
+  size_t i = 0;
+  if (s.empty()) fail("--ids is empty");
+  while (i <= s.size()) {
+    size_t j = s.find(',', i);
+    if (j == std::string::npos) j = s.size();
+    std::string_view tok(s.data() + i, j - i);
+    while (!tok.empty() && tok.front() == ' ') tok.remove_prefix(1);
+    while (!tok.empty() && tok.back() == ' ') tok.remove_suffix(1);
+    int64_t v = 0;
+    auto [p, ec] = std::from_chars(tok.data(), tok.data() + tok.size(), v);
+    if (tok.empty() || ec != std::errc() || p != tok.data() + tok.size() || v < 0 || v > INT32_MAX)
+      fail("--ids: '{}' is not a token id (expected comma-separated non-negative integers)", tok);
+    ids.push_back(int32_t(v));
+    i = j + 1;
+  }
+  return ids;
+}
+
+AttnMode parse_attn(const std::string& s) {
+  if (s == "absorbed") return AttnMode::Absorbed;
+  if (s == "naive") return AttnMode::Naive;
+  fail("--attn must be naive or absorbed, not '{}'", s);
+}
+
+void ModelArgs::add(CLI::App* sub, bool with_quant) {
+  sub->add_option("--model", model, "checkpoint directory (config.json + safetensors)")->required();
+  sub->add_option("--threads", threads, "worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--attn", attn, "MLA attention: absorbed (default) or naive");
+  if (with_quant) sub->add_option("--quant", quant, "requantize weights at load: q8_0 | q4_0");
+}
+
+LoadOpts ModelArgs::load_opts() const {
+  parse_attn(attn);
+  LoadOpts o;
+  o.threads = threads;
+  o.quant = quant;
+  o.progress = isatty(2);
+  return o;
+}
+
+}  // namespace fathom::cli

@@ -1,0 +1,162 @@
+#include "layers/ffn.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "layers/ops.h"
+
+namespace fathom {
+
+size_t MlpWeights::bytes() const {
+  auto b = [](const cpu::WeightView* w) { return w ? w->row_bytes() * size_t(w->rows) : 0; };
+  return b(gate) + b(up) + b(down);
+}
+
+void mlp_forward(const MlpWeights& w, const float* x, int64_t rows, float* out, const LayerCtx& ctx,
+                 size_t base) {
+  const int64_t I = w.gate->rows;
+  float* g = ctx.scratch->get(base, size_t(rows * I));      // [rows, I]
+  float* u = ctx.scratch->get(base + 1, size_t(rows * I));  // [rows, I]
+  linear(*w.gate, x, rows, g, *ctx.pool, w.gate_bias);
+  linear(*w.up, x, rows, u, *ctx.pool, w.up_bias);
+  for (int64_t i = 0; i < rows * I; ++i) g[i] = ops::silu(g[i]) * u[i];
+  linear(*w.down, g, rows, out, *ctx.pool, w.down_bias);
+}
+
+void Mlp::forward(const float* h, float* out, int64_t rows, const LayerCtx& ctx) {
+  mlp_forward(w_, h, rows, out, ctx, 0);
+}
+
+RouterConfig RouterConfig::from(const ModelConfig& c) {
+  RouterConfig r;
+  r.n_experts = c.n_routed_experts;
+  r.top_k = c.num_experts_per_tok;
+  r.n_group = c.n_group;
+  r.topk_group = c.topk_group;
+  r.scoring = c.scoring_func;
+  r.method = c.topk_method;
+  // transformers' DeepSeek-V2 port never renormalizes; V3 does when norm_topk_prob is set.
+  r.norm_topk_prob = c.arch == Arch::DeepseekV3 && c.norm_topk_prob;
+  r.routed_scaling_factor = c.routed_scaling_factor;
+  return r;
+}
+
+// Indices of the k largest of v[0..n), largest first; ties go to the lower index.
+static void topk(const float* v, int64_t n, int64_t k, int32_t* out) {
+  int32_t idx[1024];
+  std::vector<int32_t> big;
+  int32_t* p = idx;
+  if (n > 1024) {
+    big.resize(size_t(n));
+    p = big.data();
+  }
+  std::iota(p, p + n, 0);
+  std::partial_sort(p, p + k, p + n, [&](int32_t a, int32_t b) { return v[a] > v[b] || (v[a] == v[b] && a < b); });
+  std::copy(p, p + k, out);
+}
+
+void route_token(const RouterConfig& rc, const float* logits, const float* bias, int32_t* ids, float* weights,
+                 float* scratch) {
+  const int64_t E = rc.n_experts;
+  float* scores = scratch;      // [E] the weights come from these
+  float* choice = scratch + E;  // [E] selection scores (biased, group-masked)
+  std::copy(logits, logits + E, scores);
+  if (rc.scoring == ScoringFunc::Softmax) ops::softmax(scores, E);
+  else
+    for (int64_t e = 0; e < E; ++e) scores[e] = 1.0f / (1.0f + std::exp(-scores[e]));
+  for (int64_t e = 0; e < E; ++e) choice[e] = scores[e] + (bias ? bias[e] : 0.f);
+
+  if (rc.method != TopkMethod::Greedy && rc.n_group > 1) {
+    const int64_t G = rc.n_group, per = E / G;
+    float gscore[256];
+    std::vector<float> gbig;
+    float* gs = gscore;
+    if (G > 256) {
+      gbig.resize(size_t(G));
+      gs = gbig.data();
+    }
+    for (int64_t g = 0; g < G; ++g) {
+      const float* c = choice + g * per;
+      if (rc.method == TopkMethod::NoauxTc) {  // sum of the group's top two biased scores
+        float a = -INFINITY, b = -INFINITY;
+        for (int64_t i = 0; i < per; ++i) {
+          if (c[i] > a) { b = a; a = c[i]; }
+          else if (c[i] > b) b = c[i];
+        }
+        gs[g] = a + b;
+      } else {  // group_limited_greedy: the group's best score
+        gs[g] = *std::max_element(c, c + per);
+      }
+    }
+    int32_t keep[256];
+    std::vector<int32_t> kbig;
+    int32_t* kp = keep;
+    if (G > 256) {
+      kbig.resize(size_t(G));
+      kp = kbig.data();
+    }
+    topk(gs, G, rc.topk_group, kp);
+    // Experts outside the kept groups can never be chosen, whatever their scores.
+    std::vector<bool> kept_unused;
+    for (int64_t g = 0; g < G; ++g) {
+      bool kept = std::find(kp, kp + rc.topk_group, int32_t(g)) != kp + rc.topk_group;
+      if (!kept) std::fill(choice + g * per, choice + (g + 1) * per, -INFINITY);
+    }
+  }
+  topk(choice, E, rc.top_k, ids);
+  float sum = 0.f;
+  for (int64_t k = 0; k < rc.top_k; ++k) {
+    weights[k] = scores[ids[k]];
+    sum += weights[k];
+  }
+  if (rc.norm_topk_prob && rc.top_k > 1)
+    for (int64_t k = 0; k < rc.top_k; ++k) weights[k] /= (sum + 1e-20f);
+  for (int64_t k = 0; k < rc.top_k; ++k) weights[k] *= float(rc.routed_scaling_factor);
+}
+
+Moe::Moe(const ModelConfig& cfg, MoeWeights w) : rc_(RouterConfig::from(cfg)), w_(std::move(w)) {
+  by_expert_.resize(size_t(rc_.n_experts));
+}
+
+size_t Moe::active_bytes() const {
+  return w_.router->row_bytes() * size_t(w_.router->rows) + w_.shared.bytes() +
+         size_t(rc_.top_k) * w_.experts[0].bytes();
+}
+
+enum : size_t { kLogits, kIds, kW, kRouteTmp, kGather, kExpOut, kShared, kMlp };
+
+void Moe::forward(const float* h, float* out, int64_t rows, const LayerCtx& ctx) {
+  const int64_t E = rc_.n_experts, K = rc_.top_k, D = w_.router->cols;
+  Scratch& s = *ctx.scratch;
+  float* logits = s.get(kLogits, size_t(rows * E));  // [rows, E]
+  linear(*w_.router, h, rows, logits, *ctx.pool);
+  float* wts = s.get(kW, size_t(rows * K));  // [rows, K]
+  std::vector<int32_t> ids(size_t(rows * K));
+  float* tmp = s.get(kRouteTmp, size_t(2 * E));
+  for (auto& v : by_expert_) v.clear();
+  for (int64_t i = 0; i < rows; ++i) {
+    route_token(rc_, logits + i * E, w_.bias ? w_.bias->data() : nullptr, &ids[size_t(i * K)], wts + i * K, tmp);
+    for (int64_t k = 0; k < K; ++k) by_expert_[size_t(ids[size_t(i * K + k)])].push_back(int32_t(i * K + k));
+  }
+  std::fill(out, out + rows * D, 0.f);
+  // Experts in index order, each over the rows routed to it: a row's sum is always formed in
+  // the same order, whatever else is in the batch.
+  for (int64_t e = 0; e < E; ++e) {
+    const auto& sel = by_expert_[size_t(e)];
+    if (sel.empty()) continue;
+    const int64_t n = int64_t(sel.size());
+    float* xg = s.get(kGather, size_t(n * D));   // [n, D]
+    float* yg = s.get(kExpOut, size_t(n * D));   // [n, D]
+    for (int64_t j = 0; j < n; ++j) std::memcpy(xg + j * D, h + (sel[size_t(j)] / K) * D, size_t(D) * 4);
+    mlp_forward(w_.experts[size_t(e)], xg, n, yg, ctx, kMlp);
+    for (int64_t j = 0; j < n; ++j) ops::axpy(wts[sel[size_t(j)]], yg + j * D, out + (sel[size_t(j)] / K) * D, D);
+  }
+  if (w_.shared.gate) {
+    float* sh = s.get(kShared, size_t(rows * D));  // [rows, D]
+    mlp_forward(w_.shared, h, rows, sh, ctx, kMlp);
+    for (int64_t i = 0; i < rows * D; ++i) out[i] += sh[i];
+  }
+}
+
+}  // namespace fathom

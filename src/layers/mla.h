@@ -1,0 +1,43 @@
+#pragma once
+// Multi-head latent attention (DeepSeek-V2/V3).
+//
+// The cache holds, per token, the normed latent c (kv_lora_rank) and the roped shared key
+// k_pe (qk_rope_head_dim). Absorbed: kv_b_proj is folded into the query (q_lat = W_UKᵀ q_nope)
+// and the output (o = W_UV · Σ p c), so attention runs in the latent space. Naive: k and v are
+// expanded from the cached latents with kv_b_proj, as the reference does.
+#include "layers/common.h"
+#include "layers/rope.h"
+
+namespace fathom {
+
+struct MlaWeights {
+  const cpu::WeightView* q_a = nullptr;         // [q_lora, hidden]   (q-LoRA)
+  const std::vector<float>* q_a_norm = nullptr;  // [q_lora]
+  const cpu::WeightView* q_b = nullptr;         // [H*qk_head, q_lora]
+  const cpu::WeightView* q = nullptr;           // [H*qk_head, hidden] (no q-LoRA)
+  const cpu::WeightView* kv_a = nullptr;        // [kv_lora + rope, hidden]
+  const std::vector<float>* kv_a_norm = nullptr; // [kv_lora]
+  const cpu::WeightView* kv_b = nullptr;        // [H*(nope+v), kv_lora]
+  const cpu::WeightView* o = nullptr;           // [hidden, H*v]
+  std::vector<float> kv_b_f32;                  // [H*(nope+v), kv_lora], for the absorbed path
+};
+
+class MlaAttention : public AttnLayer {
+ public:
+  MlaAttention(const ModelConfig& cfg, MlaWeights w, const Rope& rope);
+  void forward(const float* h, float* out, const LayerCtx& ctx) override;
+  static int64_t cache_width(const ModelConfig& cfg) { return cfg.kv_lora_rank + cfg.qk_rope_head_dim; }
+  size_t active_bytes() const;
+
+ private:
+  void attend_absorbed(const float* q, float* o, const LayerCtx& ctx);
+  void attend_naive(const float* q, float* o, const LayerCtx& ctx);
+
+  const ModelConfig& cfg_;
+  MlaWeights w_;
+  const Rope& rope_;
+  int64_t H_, nope_, rope_dim_, v_, r_;
+  float scale_;
+};
+
+}  // namespace fathom

@@ -1,0 +1,46 @@
+#pragma once
+// Small row-wise ops in fp32. Each row is computed on its own, so results never depend on the
+// other rows of a batch.
+#include <cmath>
+#include <cstdint>
+
+namespace fathom::ops {
+
+// out[r] = x[r] * rsqrt(mean(x[r]^2) + eps) * w, for rows of width n. out may alias x.
+inline void rmsnorm(const float* x, const float* w, float* out, int64_t rows, int64_t n, double eps) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * n;
+    float* o = out + r * n;
+    float ss = 0.f;
+    for (int64_t i = 0; i < n; ++i) ss += xr[i] * xr[i];
+    const float inv = 1.0f / std::sqrt(ss / float(n) + float(eps));
+    for (int64_t i = 0; i < n; ++i) o[i] = w[i] * (xr[i] * inv);
+  }
+}
+
+inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+// In-place softmax over n values.
+inline void softmax(float* x, int64_t n) {
+  float m = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+  float s = 0.f;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - m);
+    s += x[i];
+  }
+  const float inv = 1.0f / s;
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+inline float dot(const float* a, const float* b, int64_t n) {
+  float s = 0.f;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+inline void axpy(float a, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+}  // namespace fathom::ops

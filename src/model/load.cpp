@@ -1,0 +1,17 @@
+#include "core/error.h"
+#include "model/transformer.h"
+
+namespace fathom {
+
+std::unique_ptr<Model> load_model(const std::string& dir, const LoadOpts& opts) {
+  ModelConfig cfg = ModelConfig::load(dir);
+  switch (cfg.arch) {
+    case Arch::DeepseekV3:
+    case Arch::DeepseekV2: return build_deepseek(dir, std::move(cfg), opts);
+    case Arch::Qwen2: return build_qwen2(dir, std::move(cfg), opts);
+    case Arch::Llama: return build_llama(dir, std::move(cfg), opts);
+  }
+  fail("unsupported architecture");
+}
+
+}  // namespace fathom

@@ -1,0 +1,67 @@
+#pragma once
+// The model interface the runtime drives. It knows about batches of sequence chunks and a KV
+// cache pool; it knows nothing about requests, sampling or HTTP.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "io/config.h"
+#include "model/kv_cache.h"
+
+namespace fathom {
+
+enum class AttnMode { Absorbed, Naive };  // MLA only: naive expands k/v from the latent cache
+
+// Called with named intermediate tensors ("embed", "layer.3", "final_norm") of shape
+// [rows, cols] so they can be dumped and diffed layer by layer.
+using TraceFn = std::function<void(const std::string& name, const float* data, int64_t rows, int64_t cols)>;
+
+// One sequence's new tokens, at positions pos .. pos+n-1 of cache slot `slot`.
+struct SeqChunk {
+  int64_t slot = 0;
+  int64_t pos = 0;
+  const int32_t* tokens = nullptr;
+  int64_t n = 0;
+  bool all_logits = false;  // logits for every token, else only for the last
+};
+
+struct ForwardOpts {
+  AttnMode attn = AttnMode::Absorbed;
+  const TraceFn* trace = nullptr;
+};
+
+struct LoadOpts {
+  int threads = 0;             // 0: all cores
+  std::string quant;           // "", "q8_0", "q4_0": requantize linear weights at load
+  bool progress = false;       // progress bar on stderr
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual const ModelConfig& config() const = 0;
+  // Floats per token per layer in the KV cache.
+  virtual int64_t kv_width() const = 0;
+  // Bytes of weights held in memory (mapped or owned).
+  virtual size_t weight_bytes() const = 0;
+  // Bytes of weights read to decode one token (active experts only).
+  virtual size_t active_bytes_per_token() const = 0;
+  virtual ThreadPool& pool() = 0;
+
+  // Runs the chunks as one batch. logits: [rows, vocab] where rows counts, per chunk in
+  // order, n if all_logits else 1. Not reentrant: one forward at a time per model.
+  virtual void forward(const std::vector<SeqChunk>& batch, KvCache& cache, float* logits,
+                       const ForwardOpts& opts = {}) = 0;
+
+  KvCache make_cache(int64_t n_slots, int64_t max_ctx) const {
+    return KvCache(config().num_hidden_layers, kv_width(), n_slots, max_ctx);
+  }
+};
+
+// Loads a checkpoint directory (config.json + safetensors), picking the family from the config.
+std::unique_ptr<Model> load_model(const std::string& dir, const LoadOpts& opts = {});
+
+}  // namespace fathom

@@ -1,0 +1,80 @@
+#include "runtime/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace fathom {
+
+int32_t argmax(const float* x, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i)
+    if (x[i] > x[best]) best = i;
+  return int32_t(best);
+}
+
+Sampler::Sampler(const SamplingParams& p, int64_t vocab) : p_(p), vocab_(vocab), rng_(p.seed) {
+  idx_.resize(size_t(vocab));
+  probs_.resize(size_t(vocab));
+}
+
+void Sampler::accept(int32_t token) { ++counts_[token]; }
+
+int32_t Sampler::sample(float* logits) {
+  for (auto& [tok, n] : counts_)
+    logits[tok] -= p_.presence_penalty + p_.frequency_penalty * float(n);
+  if (want_logprobs_) {
+    logprobs_.assign(logits, logits + vocab_);
+    float m = *std::max_element(logprobs_.begin(), logprobs_.end());
+    double s = 0;
+    for (float v : logprobs_) s += std::exp(double(v - m));
+    const float lse = m + float(std::log(s));
+    for (float& v : logprobs_) v -= lse;
+  }
+  if (p_.temperature <= 0.0f) return argmax(logits, vocab_);
+
+  // Candidates sorted by logit, cut by top-k, then softmax at temperature, then min-p/top-p.
+  std::iota(idx_.begin(), idx_.end(), 0);
+  int64_t n = vocab_;
+  auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  if (p_.top_k > 0 && p_.top_k < n) {
+    std::partial_sort(idx_.begin(), idx_.begin() + p_.top_k, idx_.end(), by_logit);
+    n = p_.top_k;
+  } else {
+    std::sort(idx_.begin(), idx_.end(), by_logit);
+  }
+  const float inv_t = 1.0f / p_.temperature, m = logits[idx_[0]];
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    probs_[size_t(i)] = std::exp((logits[idx_[size_t(i)]] - m) * inv_t);
+    sum += probs_[size_t(i)];
+  }
+  for (int64_t i = 0; i < n; ++i) probs_[size_t(i)] = float(probs_[size_t(i)] / sum);
+  if (p_.min_p > 0) {
+    const float floor = p_.min_p * probs_[0];
+    int64_t k = 1;
+    while (k < n && probs_[size_t(k)] >= floor) ++k;
+    n = k;
+  }
+  if (p_.top_p < 1.0f) {
+    double c = 0;
+    int64_t k = 0;
+    while (k < n) {
+      c += probs_[size_t(k)];
+      ++k;
+      if (c >= p_.top_p) break;
+    }
+    n = k;
+  }
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) total += probs_[size_t(i)];
+  std::uniform_real_distribution<double> u(0.0, total);
+  double r = u(rng_), c = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    c += probs_[size_t(i)];
+    if (r < c) return idx_[size_t(i)];
+  }
+  return idx_[size_t(n - 1)];
+}
+
+}  // namespace fathom
