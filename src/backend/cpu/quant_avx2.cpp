@@ -1,0 +1,146 @@
+// AVX2 int8 kernels for Q8_0 and Q4_0 weights against activations quantized to Q8 blocks.
+// Per block of 32: |w| (u8) · (x signed by w) with vpmaddubsw, pairs summed to 8 int32 lanes
+// with vpmaddwd (exact: |w| ≤ 128, |x| ≤ 127), converted and scaled by d_w·d_x into 8 f32
+// lane accumulators. Q4_0 nibbles become q-8 in [-8, 7] first, so both share the dot.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/simd.h"
+
+FATHOM_AVX2_BEGIN
+namespace fathom::cpu {
+namespace {
+
+using detail::Job;
+using detail::kQBlock;
+
+struct QTile {
+  const uint8_t* w;   // first weight row of the tile, stride wstride
+  size_t wstride;
+  const int8_t* xq;   // [r, K] quantized activations of this tile
+  const float* xd;    // [r, nb] their block scales
+  int64_t K, nb;
+  float* y;           // y[i0, n0], stride ldy
+  int64_t ldy;
+};
+
+template <bool Q4>
+inline __m256i load_weights(const uint8_t* blk) {
+  if constexpr (Q4) {
+    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+    const __m128i lo = _mm_and_si128(qs, _mm_set1_epi8(15));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(qs, 4), _mm_set1_epi8(15));
+    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+  } else {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+  }
+}
+
+inline float load_f16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+template <bool Q4, int R, int C>
+void quant_tile(const QTile& t) {
+  constexpr size_t kBlockBytes = Q4 ? 18 : 34;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < t.nb; ++b) {
+    for (int c = 0; c < C; ++c) {
+      const uint8_t* blk = t.w + c * t.wstride + b * kBlockBytes;
+      const __m256i w = load_weights<Q4>(blk);
+      const __m256i aw = _mm256_abs_epi8(w);
+      const float dw = load_f16(blk);
+      for (int r = 0; r < R; ++r) {
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.xq + r * t.K + b * kQBlock));
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), ones);
+        const __m256 s = _mm256_set1_ps(dw * t.xd[r * t.nb + b]);
+        acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc[r][c]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) t.y[r * t.ldy + c] = simd::hsum(acc[r][c]);
+}
+
+constexpr int kR = 4, kC = 3;  // GEMM tile
+constexpr int kCGemv = 4;      // columns per tile when only one row of x is left
+using TileFn = void (*)(const QTile&);
+
+template <bool Q4, size_t... I>
+constexpr std::array<TileFn, sizeof...(I)> make_table(std::index_sequence<I...>) {
+  return {&quant_tile<Q4, int(I / kCGemv) + 1, int(I % kCGemv) + 1>...};
+}
+
+template <bool Q4>
+void run_quant(const Job& job, int64_t n0, int64_t n1) {
+  static constexpr auto table = make_table<Q4>(std::make_index_sequence<kR * kCGemv>{});
+  const WeightView& w = *job.w;
+  const int64_t K = w.cols, N = w.rows, m = job.m, nb = K / kQBlock;
+  const size_t rb = w.row_bytes();
+  const int64_t panel = std::max<int64_t>(16, (256 << 10) / std::max<int64_t>(1, int64_t(rb)));
+  for (int64_t p0 = n0; p0 < n1; p0 += panel) {
+    const int64_t p1 = std::min(n1, p0 + panel);
+    for (int64_t i0 = 0; i0 < m; i0 += kR) {
+      const int r = int(std::min<int64_t>(kR, m - i0));
+      const int cmax = r == 1 ? kCGemv : kC;
+      for (int64_t c0 = p0; c0 < p1; c0 += cmax) {
+        const int c = int(std::min<int64_t>(cmax, p1 - c0));
+        QTile t{w.row(c0), rb, job.qa.q + i0 * K, job.qa.d + i0 * nb, K, nb, job.y + i0 * N + c0, N};
+        table[(r - 1) * kCGemv + (c - 1)](t);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void detail::run_cols_quant_avx2(const Job& job, int64_t n0, int64_t n1) {
+  switch (job.w->dtype) {
+    case DType::Q8_0: return run_quant<false>(job, n0, n1);
+    case DType::Q4_0: return run_quant<true>(job, n0, n1);
+    default: detail::fail_no_kernel("AVX2 int8", job.w->dtype);
+  }
+}
+
+// Same arithmetic as quantize_act_row_scalar: amax, d = amax/127, q = rint(x * (1/d)).
+void detail::quantize_act_row_avx2(const float* x, int64_t K, int8_t* q, float* d) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (int64_t b = 0; b < K / kQBlock; ++b) {
+    const float* xb = x + b * kQBlock;
+    __m256 v[4];
+    __m256 amax = _mm256_setzero_ps();
+    for (int j = 0; j < 4; ++j) {
+      v[j] = _mm256_loadu_ps(xb + 8 * j);
+      amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[j]));
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+    const float am = _mm_cvtss_f32(m4);
+    const float db = am / 127.0f;
+    const float id = db != 0.0f ? 1.0f / db : 0.0f;
+    d[b] = db;
+    const __m256 idv = _mm256_set1_ps(id);
+    __m256i i32[4];
+    for (int j = 0; j < 4; ++j)
+      i32[j] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[j], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    // packs interleave 128-bit lanes; the final permute restores element order.
+    const __m256i i16a = _mm256_packs_epi32(i32[0], i32[1]);
+    const __m256i i16b = _mm256_packs_epi32(i32[2], i32[3]);
+    const __m256i i8 = _mm256_packs_epi16(i16a, i16b);
+    const __m256i out = _mm256_permutevar8x32_epi32(i8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * kQBlock), out);
+  }
+}
+
+}  // namespace fathom::cpu
+FATHOM_AVX2_END
