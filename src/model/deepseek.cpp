@@ -7,9 +7,7 @@
 
 namespace fathom {
 
-namespace {
-
-std::vector<WeightSpec> deepseek_table(const ModelConfig& c) {
+std::vector<WeightSpec> deepseek_weight_table(const ModelConfig& c) {
   const int64_t D = c.hidden_size, H = c.num_attention_heads, V = c.vocab_size;
   std::vector<WeightSpec> t;
   t.push_back({"model.embed_tokens.weight", {V, D}, WeightKind::Matrix});
@@ -58,6 +56,8 @@ std::vector<WeightSpec> deepseek_table(const ModelConfig& c) {
   return t;
 }
 
+namespace {
+
 MlpWeights mlp_at(const Weights& w, const std::string& p) {
   MlpWeights m;
   m.gate = &w.linear(p + "gate_proj.weight");
@@ -69,7 +69,7 @@ MlpWeights mlp_at(const Weights& w, const std::string& p) {
 class DeepseekModel : public Transformer {
  public:
   DeepseekModel(const std::string& dir, ModelConfig cfg, const LoadOpts& opts)
-      : Transformer(cfg, std::make_unique<Weights>(dir, cfg, deepseek_table(cfg), opts), opts) {
+      : Transformer(cfg, std::make_unique<Weights>(dir, cfg, deepseek_weight_table(cfg), opts), opts) {
     const ModelConfig& c = cfg_;
     const Weights& w = *weights_;
     // DeepSeek rotates interleaved pairs (transformers' rope_interleave, on by default).

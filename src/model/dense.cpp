@@ -7,9 +7,7 @@
 
 namespace fathom {
 
-namespace {
-
-std::vector<WeightSpec> dense_table(const ModelConfig& c, const DenseFamily& f) {
+std::vector<WeightSpec> dense_weight_table(const ModelConfig& c, const DenseFamily& f) {
   const int64_t D = c.hidden_size, V = c.vocab_size, I = c.intermediate_size;
   const int64_t Q = c.num_attention_heads * c.head_dim, KV = c.num_key_value_heads * c.head_dim;
   std::vector<WeightSpec> t;
@@ -42,10 +40,12 @@ std::vector<WeightSpec> dense_table(const ModelConfig& c, const DenseFamily& f) 
   return t;
 }
 
+namespace {
+
 class DenseModel : public Transformer {
  public:
   DenseModel(const std::string& dir, ModelConfig cfg, const DenseFamily& f, const LoadOpts& opts)
-      : Transformer(cfg, std::make_unique<Weights>(dir, cfg, dense_table(cfg, f), opts), opts) {
+      : Transformer(cfg, std::make_unique<Weights>(dir, cfg, dense_weight_table(cfg, f), opts), opts) {
     const ModelConfig& c = cfg_;
     const Weights& w = *weights_;
     rope_ = std::make_unique<Rope>(c, c.head_dim, /*interleaved=*/false);

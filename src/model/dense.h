@@ -11,6 +11,7 @@ struct DenseFamily {
   bool mlp_bias = false;  // gate/up/down have biases
 };
 
+std::vector<WeightSpec> dense_weight_table(const ModelConfig& c, const DenseFamily& f);
 std::unique_ptr<Model> build_dense(const std::string& dir, ModelConfig cfg, const DenseFamily& fam,
                                    const LoadOpts& opts);
 

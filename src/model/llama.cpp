@@ -4,8 +4,14 @@
 
 namespace fathom {
 
+static DenseFamily llama_family(const ModelConfig& c) {
+  return DenseFamily{.qkv_bias = c.attention_bias, .o_bias = c.attention_bias, .mlp_bias = c.mlp_bias};
+}
+
+std::vector<WeightSpec> llama_weight_table(const ModelConfig& c) { return dense_weight_table(c, llama_family(c)); }
+
 std::unique_ptr<Model> build_llama(const std::string& dir, ModelConfig cfg, const LoadOpts& opts) {
-  DenseFamily f{.qkv_bias = cfg.attention_bias, .o_bias = cfg.attention_bias, .mlp_bias = cfg.mlp_bias};
+  const DenseFamily f = llama_family(cfg);
   return build_dense(dir, std::move(cfg), f, opts);
 }
 

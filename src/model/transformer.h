@@ -48,6 +48,10 @@ class Transformer : public Model {
   std::vector<int64_t> logit_rows_;
 };
 
+// Each family's weight table (also used to write random checkpoints).
+std::vector<WeightSpec> deepseek_weight_table(const ModelConfig& c);
+std::vector<WeightSpec> weight_table(const ModelConfig& c);
+
 // Family builders (one file each).
 std::unique_ptr<Model> build_deepseek(const std::string& dir, ModelConfig cfg, const LoadOpts& opts);
 std::unique_ptr<Model> build_qwen2(const std::string& dir, ModelConfig cfg, const LoadOpts& opts);

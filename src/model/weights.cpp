@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <unistd.h>
 
+#include "backend/cpu/quantize.h"
 #include "core/error.h"
 
 namespace fathom {
@@ -32,10 +33,6 @@ static std::optional<DType> parse_quant(const std::string& q) {
   if (q == "q8_0") return DType::Q8_0;
   if (q == "q4_0") return DType::Q4_0;
   fail("unknown --quant '{}' (supported: q8_0, q4_0)", q);
-}
-
-static void requantize_row(DType q, const float* row, int64_t n, uint8_t* dst) {
-  fail("--quant {} is not available in this build", dtype_name(q));
 }
 
 namespace {
@@ -122,7 +119,7 @@ Weights::Weights(const std::string& dir, const ModelConfig& cfg, const std::vect
       std::vector<float> row(size_t(w.cols));
       for (int64_t r = 0; r < w.rows; ++r) {
         cpu::dequantize_row(w, r, row.data());
-        requantize_row(*quant, row.data(), w.cols, buf.get() + rb * size_t(r));
+        cpu::quantize_row(*quant, row.data(), w.cols, buf.get() + rb * size_t(r));
       }
       q.data = buf.get();
       owned_.push_back(std::move(buf));

@@ -1,0 +1,168 @@
+#include "model/random_checkpoint.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "backend/cpu/quantize.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "io/config.h"
+#include "io/safetensors.h"
+#include "model/transformer.h"
+
+namespace fathom {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// Counter-based generator: value i of tensor t depends only on (seed, t, i), so the output
+// is the same whatever the chunking or thread count.
+inline uint64_t mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+// Uniform with standard deviation `std`.
+inline float rnd(uint64_t key, uint64_t i, float std) {
+  const double u = double(mix(key ^ mix(i)) >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)
+  return float((2.0 * u - 1.0) * std * std::sqrt(3.0));
+}
+
+struct Planned {
+  SafetensorsWriter::Entry entry;
+  const WeightSpec* spec;
+  bool fp8_weight = false, fp8_scale = false;
+};
+
+}  // namespace
+
+uint64_t write_random_checkpoint(const RandomCheckpointOpts& o) {
+  json cj;
+  {
+    std::ifstream in(o.config_path);
+    if (!in) fail("{}: cannot open", o.config_path);
+    try {
+      cj = json::parse(in);
+    } catch (const json::exception& e) {
+      fail("{}: malformed JSON: {}", o.config_path, e.what());
+    }
+  }
+  const bool fp8 = o.dtype == "fp8";
+  if (!fp8 && o.dtype != "bf16") fail("--dtype must be bf16 or fp8, not '{}'", o.dtype);
+  if (fp8)
+    cj["quantization_config"] = {{"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"},
+                                 {"weight_block_size", {128, 128}}};
+  else
+    cj.erase("quantization_config");
+  cj["torch_dtype"] = "bfloat16";
+  const ModelConfig cfg = ModelConfig::from_json(cj);
+  const std::vector<WeightSpec> table = weight_table(cfg);
+  const int64_t blk = cfg.fp8_block_rows;
+
+  std::vector<Planned> plan;
+  for (const WeightSpec& s : table) {
+    Planned p{{s.name, DType::BF16, s.shape}, &s};
+    if (s.kind == WeightKind::Vector && s.name.find("e_score_correction_bias") != std::string::npos)
+      p.entry.dtype = DType::F32;
+    // DeepSeek-V3's FP8 checkpoints keep embeddings, router and lm_head in bf16.
+    if (fp8 && s.kind == WeightKind::Linear && s.name != "lm_head.weight") {
+      p.entry.dtype = DType::F8_E4M3;
+      p.fp8_weight = true;
+      plan.push_back(p);
+      Planned sc{{s.name + "_scale_inv", DType::F32, {(s.shape[0] + blk - 1) / blk, (s.shape[1] + blk - 1) / blk}},
+                 &s};
+      sc.fp8_scale = true;
+      plan.push_back(sc);
+      continue;
+    }
+    plan.push_back(p);
+  }
+
+  // Shards: consecutive tensors up to shard_bytes each (a weight and its scale stay together).
+  std::vector<std::vector<size_t>> shards(1);
+  uint64_t cur = 0;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const uint64_t b = SafetensorsWriter::entry_bytes(plan[i].entry);
+    if (cur > 0 && cur + b > o.shard_bytes && !plan[i].fp8_scale) {
+      shards.emplace_back();
+      cur = 0;
+    }
+    shards.back().push_back(i);
+    cur += b;
+  }
+
+  fs::create_directories(o.out_dir);
+  {
+    std::ofstream out(fs::path(o.out_dir) / "config.json");
+    out << cj.dump(1) << "\n";
+  }
+  ThreadPool pool(o.threads);
+  json weight_map = json::object();
+  uint64_t total = 0;
+  const bool show = o.progress && isatty(2);
+  std::vector<float> scales;  // the current FP8 weight's scale_inv, written right after it
+  for (size_t si = 0; si < shards.size(); ++si) {
+    const std::string fname = shards.size() == 1 ? "model.safetensors"
+                                                 : fmt::format("model-{:05d}-of-{:05d}.safetensors", si + 1,
+                                                               shards.size());
+    std::vector<SafetensorsWriter::Entry> entries;
+    for (size_t i : shards[si]) {
+      entries.push_back(plan[i].entry);
+      weight_map[plan[i].entry.name] = fname;
+    }
+    SafetensorsWriter w((fs::path(o.out_dir) / fname).string(), entries, {{"format", "pt"}});
+    for (size_t i : shards[si]) {
+      const Planned& p = plan[i];
+      const uint64_t key = mix(o.seed * 1000003 + i);
+      const WeightSpec& s = *p.spec;
+      if (p.fp8_scale) {
+        w.write(scales.data(), scales.size() * 4);
+        continue;
+      }
+      const int64_t cols = s.shape.size() > 1 ? s.shape[1] : s.shape[0];
+      const int64_t rows = s.shape.size() > 1 ? s.shape[0] : 1;
+      const bool is_norm = s.kind == WeightKind::Vector && s.name.find("norm") != std::string::npos;
+      const float std = is_norm ? 0.0f : (s.kind == WeightKind::Vector ? 0.02f : 0.02f);
+      const float base = is_norm ? 1.0f : 0.0f;
+      // Strips of rows, generated in parallel, written in order.
+      const int64_t strip = p.fp8_weight ? blk : std::max<int64_t>(1, (int64_t(1) << 22) / cols);
+      std::vector<float> f(size_t(std::min(rows, strip) * cols));
+      std::vector<uint8_t> bytes(f.size() * 4);
+      if (p.fp8_weight) scales.assign(size_t(((rows + blk - 1) / blk) * ((cols + blk - 1) / blk)), 0.f);
+      for (int64_t r0 = 0; r0 < rows; r0 += strip) {
+        const int64_t nr = std::min(strip, rows - r0), n = nr * cols;
+        pool.parallel_for(n, 1 << 14, [&](int64_t b, int64_t e, int) {
+          for (int64_t k = b; k < e; ++k) f[size_t(k)] = base + rnd(key, uint64_t(r0 * cols + k), std);
+        });
+        if (p.fp8_weight) {
+          cpu::quantize_fp8_blocks(f.data(), nr, cols, bytes.data(), scales.data() + (r0 / blk) * ((cols + blk - 1) / blk),
+                                   blk, &pool);
+          w.write(bytes.data(), size_t(n));
+        } else if (p.entry.dtype == DType::F32) {
+          w.write(f.data(), size_t(n) * 4);
+        } else {
+          auto* h = reinterpret_cast<uint16_t*>(bytes.data());
+          for (int64_t k = 0; k < n; ++k) h[k] = f32_to_bf16(f[size_t(k)]);
+          w.write(h, size_t(n) * 2);
+        }
+      }
+      total += SafetensorsWriter::entry_bytes(p.entry);
+      if (show) std::fprintf(stderr, "\rwriting %zu/%zu tensors, %.2f GB", i + 1, plan.size(), double(total) / 1e9);
+    }
+    w.finish();
+  }
+  if (show) std::fprintf(stderr, "\n");
+  if (shards.size() > 1) {
+    std::ofstream out(fs::path(o.out_dir) / "model.safetensors.index.json");
+    out << json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}.dump(1) << "\n";
+  }
+  return total;
+}
+
+}  // namespace fathom
