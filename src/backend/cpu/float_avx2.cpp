@@ -85,19 +85,26 @@ template <class L, int R, int C>
 void float_tile(const FloatTile& t) {
   const int64_t K = t.K, K8 = K & ~int64_t(7);
   L rows[C];
+  _Pragma("GCC unroll 8")
   for (int c = 0; c < C; ++c) rows[c] = L::make(*t.w, t.n0 + c);
   __m256 acc[R][C];
+  _Pragma("GCC unroll 8")
   for (int r = 0; r < R; ++r)
+    _Pragma("GCC unroll 8")
     for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
   const int64_t chunk = L::chunk(*t.w);
   for (int64_t kb = 0; kb < K8; kb += chunk) {
     const int64_t ke = std::min(K8, kb + chunk);
+    _Pragma("GCC unroll 8")
     for (int c = 0; c < C; ++c) rows[c].begin(kb);
     for (int64_t k = kb; k < ke; k += 8) {
       __m256 wv[C];
+      _Pragma("GCC unroll 8")
       for (int c = 0; c < C; ++c) wv[c] = rows[c].load8(k);
+      _Pragma("GCC unroll 8")
       for (int r = 0; r < R; ++r) {
         const __m256 xv = _mm256_loadu_ps(t.x + r * K + k);
+        _Pragma("GCC unroll 8")
         for (int c = 0; c < C; ++c) acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);
       }
     }
@@ -106,18 +113,23 @@ void float_tile(const FloatTile& t) {
     const int rem = int(K - K8);
     const __m256i mask = simd::first_lanes(rem);
     __m256 wv[C];
+    _Pragma("GCC unroll 8")
     for (int c = 0; c < C; ++c) {
       alignas(32) float tmp[8] = {};
       rows[c].begin(K8);
       for (int j = 0; j < rem; ++j) tmp[j] = rows[c].one(K8 + j);
       wv[c] = _mm256_load_ps(tmp);
     }
+    _Pragma("GCC unroll 8")
     for (int r = 0; r < R; ++r) {
       const __m256 xv = _mm256_maskload_ps(t.x + r * K + K8, mask);
+      _Pragma("GCC unroll 8")
       for (int c = 0; c < C; ++c) acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);
     }
   }
+  _Pragma("GCC unroll 8")
   for (int r = 0; r < R; ++r)
+    _Pragma("GCC unroll 8")
     for (int c = 0; c < C; ++c) t.y[r * t.ldy + c] = simd::hsum(acc[r][c]);
 }
 

@@ -1,0 +1,132 @@
+// Matmul microbenchmarks at DeepSeek-V2-Lite shapes, plus the read-bandwidth roofline.
+//   GEMV (m=1): the weights are replicated past the last-level cache and rotated, so every
+//   call streams from DRAM as in decode; bytes/s counts weight bytes.
+//   GEMM (m=512): one weight copy; GFLOP/s = 2·m·N·K per second.
+// Threads: FATHOM_THREADS (default 2).
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "backend/cpu/bandwidth.h"
+#include "backend/cpu/matmul.h"
+#include "backend/cpu/quantize.h"
+
+namespace {
+
+using namespace fathom;
+using namespace fathom::cpu;
+
+ThreadPool& pool() {
+  static ThreadPool p([] {
+    const char* s = std::getenv("FATHOM_THREADS");
+    return s ? std::atoi(s) : 2;
+  }());
+  return p;
+}
+
+Isa isa() {
+  const char* s = std::getenv("FATHOM_ISA");
+  return s && std::strcmp(s, "scalar") == 0 ? Isa::Scalar : Isa::Auto;
+}
+
+// `copies` identical weight matrices in separate memory, and their views.
+struct Weights {
+  std::vector<std::vector<uint8_t>> data;
+  std::vector<float> scale;
+  std::vector<WeightView> views;
+  size_t bytes = 0;  // of one copy
+};
+
+Weights make_weights(DType t, int64_t N, int64_t K, size_t min_total_bytes) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist(0.f, 0.02f);
+  std::vector<float> src(size_t(N * K));
+  for (auto& f : src) f = dist(rng);
+  Weights w;
+  w.bytes = dtype_bytes(t, K) * size_t(N);
+  std::vector<uint8_t> one(w.bytes);
+  switch (t) {
+    case DType::F32: std::memcpy(one.data(), src.data(), w.bytes); break;
+    case DType::BF16: case DType::F16:
+      for (size_t i = 0; i < src.size(); ++i) {
+        const uint16_t h = t == DType::BF16 ? f32_to_bf16(src[i]) : f32_to_f16(src[i]);
+        std::memcpy(one.data() + 2 * i, &h, 2);
+      }
+      break;
+    case DType::F8_E4M3:
+      w.scale.resize(size_t((N + 127) / 128 * ((K + 127) / 128)));
+      quantize_fp8_blocks(src.data(), N, K, one.data(), w.scale.data(), 128, &pool());
+      break;
+    default:
+      for (int64_t r = 0; r < N; ++r) quantize_row(t, src.data() + r * K, K, one.data() + size_t(r) * dtype_bytes(t, K));
+  }
+  const size_t copies = std::max<size_t>(1, (min_total_bytes + w.bytes - 1) / w.bytes);
+  for (size_t c = 0; c < copies; ++c) w.data.push_back(one);
+  for (auto& d : w.data) {
+    WeightView v{t, N, K, d.data(), w.scale.empty() ? nullptr : w.scale.data(), 128};
+    w.views.push_back(v);
+  }
+  return w;
+}
+
+void BM_Gemv(benchmark::State& st, DType t) {
+  const int64_t N = st.range(0), K = st.range(1);
+  const Weights w = make_weights(t, N, K, size_t(256) << 20);
+  std::vector<float> x(size_t(K), 0.5f), y(static_cast<size_t>(N));
+  size_t i = 0;
+  for (auto _ : st) {
+    matmul(w.views[i], x.data(), 1, y.data(), pool(), {isa()});
+    i = (i + 1) % w.views.size();
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.SetBytesProcessed(int64_t(st.iterations()) * int64_t(w.bytes));
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(N * K) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_Gemm(benchmark::State& st, DType t) {
+  const int64_t N = st.range(0), K = st.range(1), m = st.range(2);
+  const Weights w = make_weights(t, N, K, 0);
+  std::vector<float> x(size_t(m * K)), y(size_t(m * N));
+  std::mt19937 rng(2);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  for (auto& f : x) f = dist(rng);
+  for (auto _ : st) {
+    matmul(w.views[0], x.data(), m, y.data(), pool(), {isa()});
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(m * N * K) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_ReadBandwidth(benchmark::State& st) {
+  double gbs = 0;
+  for (auto _ : st) gbs = measure_read_bandwidth_gbs(pool(), size_t(st.range(0)) << 20);
+  st.counters["GB/s"] = gbs;
+}
+
+// DeepSeek-V2-Lite: expert up/gate (1408×2048), expert down (2048×1408), and a 16384-row
+// slice of the 129280×2048 output head.
+void gemv_shapes(benchmark::internal::Benchmark* b) {
+  b->Args({1408, 2048})->Args({2048, 1408})->Args({16384, 2048})->UseRealTime()->Unit(benchmark::kMicrosecond);
+}
+void gemm_shapes(benchmark::internal::Benchmark* b) {
+  b->Args({1408, 2048, 512})->Args({2048, 1408, 512})->Args({1408, 2048, 48})->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+
+BENCHMARK(BM_ReadBandwidth)->Arg(1024)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Gemv, q8_0, DType::Q8_0)->Apply(gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemv, q4_0, DType::Q4_0)->Apply(gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemv, bf16, DType::BF16)->Apply(gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemv, f16, DType::F16)->Apply(gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemv, f8_e4m3, DType::F8_E4M3)->Apply(gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemv, f32, DType::F32)->Apply(gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemm, q8_0, DType::Q8_0)->Apply(gemm_shapes);
+BENCHMARK_CAPTURE(BM_Gemm, q4_0, DType::Q4_0)->Apply(gemm_shapes);
+BENCHMARK_CAPTURE(BM_Gemm, bf16, DType::BF16)->Apply(gemm_shapes);
+BENCHMARK_CAPTURE(BM_Gemm, f8_e4m3, DType::F8_E4M3)->Apply(gemm_shapes);
+BENCHMARK_CAPTURE(BM_Gemm, f32, DType::F32)->Apply(gemm_shapes);
+
+}  // namespace
