@@ -5,15 +5,10 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "tokenizer/tokenizer.h"
+#include "test_util.h"
 
-namespace fathom {
+namespace fathom::test {
 namespace {
-
-const Tokenizer& deepseek() {
-  static const Tokenizer tok = Tokenizer::load(std::string(FATHOM_TEST_DATA) + "/tokenizers/deepseek-v3");
-  return tok;
-}
 
 TEST(TokenizerFixture, DeepSeekV3ExactIdsAndDecode) {
   std::ifstream f(std::string(FATHOM_TEST_DATA) + "/tokenizer-deepseek-v3.jsonl");
@@ -48,4 +43,4 @@ TEST(TokenizerFixture, DeepSeekV3Config) {
 }
 
 }  // namespace
-}  // namespace fathom
+}  // namespace fathom::test
