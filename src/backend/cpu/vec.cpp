@@ -1,0 +1,139 @@
+#include "backend/cpu/vec.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "backend/cpu/matmul.h"
+#include "core/error.h"
+#include "backend/cpu/simd.h"
+
+namespace fathom::cpu {
+namespace {
+
+float load_elem(const LatentCache& c, int64_t i) {
+  if (c.dtype == DType::BF16) return bf16_to_f32(static_cast<const uint16_t*>(c.data)[i]);
+  return static_cast<const float*>(c.data)[i];
+}
+
+float dot_scalar(const float* a, const float* b, int64_t n) {
+  float acc[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  for (; i < n; ++i) acc[i & 7] += a[i] * b[i];
+  float l0 = acc[0] + acc[4], l1 = acc[1] + acc[5], l2 = acc[2] + acc[6], l3 = acc[3] + acc[7];
+  return (l0 + l2) + (l1 + l3);
+}
+
+FATHOM_AVX2_BEGIN
+inline __m256 load8(const LatentCache& c, int64_t i) {
+  if (c.dtype == DType::BF16) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(c.data) + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  return _mm256_loadu_ps(static_cast<const float*>(c.data) + i);
+}
+
+float dot_avx2(const float* a, const float* b, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  float s = simd::hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void axpy_avx2(float a, const float* x, float* y, int64_t n) {
+  const __m256 av = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+// Four cache rows per pass share each load of q.
+void scores_avx2(const float* q, const LatentCache& c, int64_t T, int64_t dim, float* scores) {
+  const int64_t d8 = dim & ~int64_t(7);
+  int64_t t = 0;
+  for (; t + 4 <= T; t += 4) {
+    __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t i = 0; i < d8; i += 8) {
+      const __m256 qv = _mm256_loadu_ps(q + i);
+      for (int r = 0; r < 4; ++r) s[r] = _mm256_fmadd_ps(qv, load8(c, (t + r) * c.stride + i), s[r]);
+    }
+    for (int r = 0; r < 4; ++r) {
+      float v = simd::hsum(s[r]);
+      for (int64_t i = d8; i < dim; ++i) v += q[i] * load_elem(c, (t + r) * c.stride + i);
+      scores[t + r] = v;
+    }
+  }
+  for (; t < T; ++t) {
+    __m256 s = _mm256_setzero_ps();
+    for (int64_t i = 0; i < d8; i += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(c, t * c.stride + i), s);
+    float v = simd::hsum(s);
+    for (int64_t i = d8; i < dim; ++i) v += q[i] * load_elem(c, t * c.stride + i);
+    scores[t] = v;
+  }
+}
+
+void weighted_sum_avx2(const float* p, const LatentCache& c, int64_t T, int64_t dim, float* out) {
+  const int64_t d8 = dim & ~int64_t(7);
+  // Column blocks of 64 keep 8 accumulators in registers across all T rows.
+  for (int64_t i0 = 0; i0 < d8; i0 += 64) {
+    const int nv = int(std::min<int64_t>(64, d8 - i0) / 8);
+    __m256 acc[8];
+    for (int v = 0; v < 8; ++v) acc[v] = _mm256_setzero_ps();
+    for (int64_t t = 0; t < T; ++t) {
+      const __m256 pv = _mm256_set1_ps(p[t]);
+      for (int v = 0; v < nv; ++v) acc[v] = _mm256_fmadd_ps(pv, load8(c, t * c.stride + i0 + 8 * v), acc[v]);
+    }
+    for (int v = 0; v < nv; ++v) _mm256_storeu_ps(out + i0 + 8 * v, acc[v]);
+  }
+  for (int64_t i = d8; i < dim; ++i) {
+    float s = 0;
+    for (int64_t t = 0; t < T; ++t) s += p[t] * load_elem(c, t * c.stride + i);
+    out[i] = s;
+  }
+}
+FATHOM_AVX2_END
+
+void check_cache(const LatentCache& c) {
+  FATHOM_CHECK(c.dtype == DType::F32 || c.dtype == DType::BF16, "latent cache dtype {} (F32 or BF16 only)",
+               dtype_name(c.dtype));
+}
+
+}  // namespace
+
+float dot(const float* a, const float* b, int64_t n) {
+  return cpu_has_avx2() ? dot_avx2(a, b, n) : dot_scalar(a, b, n);
+}
+
+void axpy(float a, const float* x, float* y, int64_t n) {
+  if (cpu_has_avx2()) return axpy_avx2(a, x, y, n);
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+void latent_scores(const float* q, const LatentCache& c, int64_t T, int64_t dim, float* scores) {
+  check_cache(c);
+  if (cpu_has_avx2()) return scores_avx2(q, c, T, dim, scores);
+  for (int64_t t = 0; t < T; ++t) {
+    float s = 0;
+    for (int64_t i = 0; i < dim; ++i) s += q[i] * load_elem(c, t * c.stride + i);
+    scores[t] = s;
+  }
+}
+
+void latent_weighted_sum(const float* p, const LatentCache& c, int64_t T, int64_t dim, float* out) {
+  check_cache(c);
+  if (cpu_has_avx2()) return weighted_sum_avx2(p, c, T, dim, out);
+  for (int64_t i = 0; i < dim; ++i) out[i] = 0;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < dim; ++i) out[i] += p[t] * load_elem(c, t * c.stride + i);
+}
+
+}  // namespace fathom::cpu
