@@ -559,8 +559,9 @@ class Parser {
 
   void parse_call_args(Expr& e) {
     expect_op("(");
+    bool first = true;
     while (!is_op(")")) {
-      if (!e.args.empty() || !e.kwargs.empty()) {
+      if (!first) {
         expect_op(",");
         if (is_op(")")) break;
       }
@@ -573,6 +574,7 @@ class Parser {
         if (!e.kwargs.empty()) error("positional argument follows keyword argument");
         e.args.push_back(parse_expression());
       }
+      first = false;
     }
     ++i_;
   }
