@@ -13,11 +13,29 @@ namespace fathom::cpu::detail {
 
 constexpr int kQBlock = 32;  // values per Q8_0/Q4_0 block, also the activation block
 
+// Two consecutive activation blocks (2p, 2p+1) laid out for the AVX2 Q4_0 kernel: a Q4_0
+// block's 16 bytes hold elements 0..15 in low nibbles and 16..31 in high nibbles, so two
+// blocks load as one 256-bit [lo0|lo1], [hi0|hi1] pair that lines up with `lo`/`hi` here.
+// The dot then yields 8 int32 lanes, 0..3 for block 2p and 4..7 for block 2p+1:
+//   lane j = Σ_{e=4j'..4j'+3} q[e]·x[e] + q[16+e]·x[16+e]  (j' = j mod 4, q unsigned 0..15)
+// minus corr (8·Σx of the block in lanes 0 and 4) to account for the -8 offset.
+// A missing second block (odd block count) is all zeros.
+struct alignas(32) Q4ActPair {
+  int8_t lo[32];     // x[2p][0..15], x[2p+1][0..15]
+  int8_t hi[32];     // x[2p][16..31], x[2p+1][16..31]
+  float d[8];        // d[2p] ×4, d[2p+1] ×4
+  int32_t corr[8];   // 8·Σx[2p], 0, 0, 0, 8·Σx[2p+1], 0, 0, 0
+};
+
 // Activations quantized per row to blocks of 32: x[i, k] ≈ d[i, k/32] * q[i, k].
 struct QuantActs {
-  const int8_t* q = nullptr;  // [m, K]
-  const float* d = nullptr;   // [m, K/32]
+  const int8_t* q = nullptr;             // [m, K]
+  const float* d = nullptr;              // [m, K/32]
+  const Q4ActPair* pairs = nullptr;      // [m, ceil(K/64)], AVX2 Q4_0 only
 };
+
+// Rearranges one quantized row (nb blocks) into ceil(nb/2) pairs.
+void build_q4_pairs(const int8_t* q, const float* d, int64_t nb, Q4ActPair* out);
 
 // One matmul call as the kernels see it.
 struct Job {

@@ -100,6 +100,7 @@ void check(const WeightView& w) {
 struct ActScratch {
   std::vector<int8_t> q;  // [m, K]
   std::vector<float> d;   // [m, K/32]
+  std::vector<detail::Q4ActPair> pairs;  // [m, ceil(K/64)]
 };
 
 using ColsFn = void (*)(const detail::Job&, int64_t, int64_t);
@@ -140,16 +141,23 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y, ThreadPool
     const int64_t nb = K / kQBlock;
     if (scratch.q.size() < size_t(m * K)) scratch.q.resize(size_t(m * K));
     if (scratch.d.size() < size_t(m * nb)) scratch.d.resize(size_t(m * nb));
-    job.qa = {scratch.q.data(), scratch.d.data()};
+    const bool pairs = simd && w.dtype == DType::Q4_0;
+    const int64_t np = (nb + 1) / 2;
+    if (pairs && scratch.pairs.size() < size_t(m * np)) scratch.pairs.resize(size_t(m * np));
+    job.qa = {scratch.q.data(), scratch.d.data(), pairs ? scratch.pairs.data() : nullptr};
     call.quant_row = simd ? detail::quantize_act_row_avx2 : detail::quantize_act_row_scalar;
     call.n = m;
     call.parts = m >= 8 ? threads : 1;
     auto quant = [](const Call& c, int t) {
       const auto [b, e] = part(c, t);
       const int64_t K = c.job->w->cols, nb = K / kQBlock;
-      for (int64_t i = b; i < e; ++i)
-        c.quant_row(c.job->x + i * K, K, const_cast<int8_t*>(c.job->qa.q) + i * K,
-                    const_cast<float*>(c.job->qa.d) + i * nb);
+      for (int64_t i = b; i < e; ++i) {
+        int8_t* q = const_cast<int8_t*>(c.job->qa.q) + i * K;
+        float* d = const_cast<float*>(c.job->qa.d) + i * nb;
+        c.quant_row(c.job->x + i * K, K, q, d);
+        if (c.job->qa.pairs)
+          detail::build_q4_pairs(q, d, nb, const_cast<detail::Q4ActPair*>(c.job->qa.pairs) + i * ((nb + 1) / 2));
+      }
     };
     if (call.parts == 1) {
       quant(call, 0);

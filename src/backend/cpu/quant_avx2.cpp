@@ -79,18 +79,89 @@ void quant_tile(const QTile& t) {
 
 // GEMM tile, the fastest of 2×4..4×3 measured at N=1408, K=2048, m=512 (x rows stay in
 // registers across the columns; some accumulators spill, which costs less than fewer rows).
+// Q4_0 two blocks at a time (layout in kernels.h, Q4ActPair): unsigned nibbles straight into
+// vpmaddubsw (no sign trick), both halves summed in int16 (|·| ≤ 4·15·127), one vpmaddwd,
+// and one convert/scale/FMA per two blocks.
+struct Q4Tile {
+  const uint8_t* w;              // first weight row, stride wstride
+  size_t wstride;
+  const detail::Q4ActPair* x;    // [r, np]
+  int64_t nb, np;
+  float* y;
+  int64_t ldy;
+};
+
+// Weights and scales of blocks 2p and 2p+1 (absent when last is true) of one row.
+struct Q4Pair {
+  __m256i lo, hi;
+  __m256 d;
+};
+
+inline Q4Pair load_q4_pair(const uint8_t* blk, bool single) {
+  const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+  const __m128i q1 = single ? _mm_setzero_si128() : _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 20));
+  uint16_t h0, h1 = 0;
+  std::memcpy(&h0, blk, 2);
+  if (!single) std::memcpy(&h1, blk + 18, 2);
+  const __m256i qs = _mm256_set_m128i(q1, q0);
+  const __m256i m4 = _mm256_set1_epi8(15);
+  const __m128 d01 = _mm_cvtph_ps(_mm_cvtsi32_si128(int(uint32_t(h0) | uint32_t(h1) << 16)));
+  return {_mm256_and_si256(qs, m4), _mm256_and_si256(_mm256_srli_epi16(qs, 4), m4),
+          _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d01), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1))};
+}
+
+template <int R, int C>
+void q4_tile(const Q4Tile& t) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[R][C];
+  _Pragma("GCC unroll 8")
+  for (int r = 0; r < R; ++r)
+    _Pragma("GCC unroll 8")
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+  for (int64_t p = 0; p < t.np; ++p) {
+    const bool single = 2 * p + 1 == t.nb;
+    _Pragma("GCC unroll 8")
+    for (int c = 0; c < C; ++c) {
+      const Q4Pair w = load_q4_pair(t.w + c * t.wstride + p * 36, single);
+      _Pragma("GCC unroll 8")
+      for (int r = 0; r < R; ++r) {
+        const detail::Q4ActPair& x = t.x[r * t.np + p];
+        const __m256i lo = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.lo));
+        const __m256i hi = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.hi));
+        const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(w.lo, lo), _mm256_maddubs_epi16(w.hi, hi));
+        const __m256i p32 = _mm256_sub_epi32(_mm256_madd_epi16(p16, ones),
+                                             _mm256_load_si256(reinterpret_cast<const __m256i*>(x.corr)));
+        const __m256 s = _mm256_mul_ps(w.d, _mm256_load_ps(x.d));
+        acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, acc[r][c]);
+      }
+    }
+  }
+  _Pragma("GCC unroll 8")
+  for (int r = 0; r < R; ++r)
+    _Pragma("GCC unroll 8")
+    for (int c = 0; c < C; ++c) t.y[r * t.ldy + c] = simd::hsum(acc[r][c]);
+}
+
 constexpr int kR = 4, kC = 3;
 constexpr int kCGemv = kC > 4 ? kC : 4;  // columns per tile when only one row of x is left
 using TileFn = void (*)(const QTile&);
 
 template <bool Q4, size_t... I>
 constexpr std::array<TileFn, sizeof...(I)> make_table(std::index_sequence<I...>) {
-  return {&quant_tile<Q4, int(I / kCGemv) + 1, int(I % kCGemv) + 1>...};
+  return {&quant_tile<false, int(I / kCGemv) + 1, int(I % kCGemv) + 1>...};
+}
+
+using Q4TileFn = void (*)(const Q4Tile&);
+
+template <size_t... I>
+constexpr std::array<Q4TileFn, sizeof...(I)> make_q4_table(std::index_sequence<I...>) {
+  return {&q4_tile<int(I / kCGemv) + 1, int(I % kCGemv) + 1>...};
 }
 
 template <bool Q4>
 void run_quant(const Job& job, int64_t n0, int64_t n1) {
   static constexpr auto table = make_table<Q4>(std::make_index_sequence<kR * kCGemv>{});
+  static constexpr auto q4_table = make_q4_table(std::make_index_sequence<kR * kCGemv>{});
   const WeightView& w = *job.w;
   const int64_t K = w.cols, N = w.rows, m = job.m, nb = K / kQBlock;
   const size_t rb = w.row_bytes();
@@ -102,8 +173,14 @@ void run_quant(const Job& job, int64_t n0, int64_t n1) {
       const int cmax = r == 1 ? kCGemv : kC;
       for (int64_t c0 = p0; c0 < p1; c0 += cmax) {
         const int c = int(std::min<int64_t>(cmax, p1 - c0));
-        QTile t{w.row(c0), rb, job.qa.q + i0 * K, job.qa.d + i0 * nb, K, nb, job.y + i0 * N + c0, N};
-        table[(r - 1) * kCGemv + (c - 1)](t);
+        if constexpr (Q4) {
+          const int64_t np = (nb + 1) / 2;
+          Q4Tile t{w.row(c0), rb, job.qa.pairs + i0 * np, nb, np, job.y + i0 * N + c0, N};
+          q4_table[(r - 1) * kCGemv + (c - 1)](t);
+        } else {
+          QTile t{w.row(c0), rb, job.qa.q + i0 * K, job.qa.d + i0 * nb, K, nb, job.y + i0 * N + c0, N};
+          table[(r - 1) * kCGemv + (c - 1)](t);
+        }
       }
     }
   }
@@ -116,6 +193,26 @@ void detail::run_cols_quant_avx2(const Job& job, int64_t n0, int64_t n1) {
     case DType::Q8_0: return run_quant<false>(job, n0, n1);
     case DType::Q4_0: return run_quant<true>(job, n0, n1);
     default: detail::fail_no_kernel("AVX2 int8", job.w->dtype);
+  }
+}
+
+void detail::build_q4_pairs(const int8_t* q, const float* d, int64_t nb, Q4ActPair* out) {
+  for (int64_t p = 0; p < (nb + 1) / 2; ++p) {
+    Q4ActPair& o = out[p];
+    for (int half = 0; half < 2; ++half) {
+      const int64_t b = 2 * p + half;
+      const bool have = b < nb;
+      int32_t sum = 0;
+      for (int e = 0; e < 16; ++e) {
+        o.lo[16 * half + e] = have ? q[b * kQBlock + e] : 0;
+        o.hi[16 * half + e] = have ? q[b * kQBlock + 16 + e] : 0;
+      }
+      for (int e = 0; e < kQBlock && have; ++e) sum += q[b * kQBlock + e];
+      for (int j = 0; j < 4; ++j) {
+        o.d[4 * half + j] = have ? d[b] : 0.0f;
+        o.corr[4 * half + j] = j == 0 ? 8 * sum : 0;
+      }
+    }
   }
 }
 
