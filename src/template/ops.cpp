@@ -192,9 +192,20 @@ Value list_method(const Value& l, const std::string& name) {
   return Value();
 }
 
-int64_t checked(bool overflow, int64_t v) {
-  if (overflow) rt_fail("integer overflow");
-  return v;
+int64_t checked_add(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_add_overflow(a, b, &r)) rt_fail("integer overflow");
+  return r;
+}
+int64_t checked_sub(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_sub_overflow(a, b, &r)) rt_fail("integer overflow");
+  return r;
+}
+int64_t checked_mul(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_mul_overflow(a, b, &r)) rt_fail("integer overflow");
+  return r;
 }
 
 int64_t floordiv(int64_t a, int64_t b) {
@@ -373,9 +384,9 @@ Value binary_op(Renderer& r, const std::string& op, const Value& a, const Value&
   if (b.is_undefined()) fail_undefined(b);
   const bool nums = a.is_number() && b.is_number();
   const bool ints = nums && !a.is_float() && !b.is_float();
-  int64_t x = ints ? a.as_int() : 0, y = ints ? b.as_int() : 0, z = 0;
+  const int64_t x = ints ? a.as_int() : 0, y = ints ? b.as_int() : 0;
   if (op == "+") {
-    if (ints) return Value::integer(checked(__builtin_add_overflow(x, y, &z), z));
+    if (ints) return Value::integer(checked_add(x, y));
     if (nums) return Value::number(a.as_double() + b.as_double());
     if (a.is_string() && b.is_string()) {
       r.check_size(a.str().size() + b.str().size());
@@ -389,10 +400,10 @@ Value binary_op(Renderer& r, const std::string& op, const Value& a, const Value&
     if (a.is_string()) rt_fail("can only concatenate str (not \"{}\") to str", b.type_name());
     if (a.is_list()) rt_fail("can only concatenate list (not \"{}\") to list", b.type_name());
   } else if (op == "-") {
-    if (ints) return Value::integer(checked(__builtin_sub_overflow(x, y, &z), z));
+    if (ints) return Value::integer(checked_sub(x, y));
     if (nums) return Value::number(a.as_double() - b.as_double());
   } else if (op == "*") {
-    if (ints) return Value::integer(checked(__builtin_mul_overflow(x, y, &z), z));
+    if (ints) return Value::integer(checked_mul(x, y));
     if (nums) return Value::number(a.as_double() * b.as_double());
     if ((a.is_string() || a.is_list()) && (b.is_int() || b.is_bool())) return repeat(r, a, b.as_int());
     if ((b.is_string() || b.is_list()) && (a.is_int() || a.is_bool())) return repeat(r, b, a.as_int());
@@ -421,9 +432,9 @@ Value binary_op(Renderer& r, const std::string& op, const Value& a, const Value&
     if (ints && y >= 0) {
       int64_t result = 1, base = x, e = y;
       while (e > 0) {
-        if (e & 1) result = checked(__builtin_mul_overflow(result, base, &z), z);
+        if (e & 1) result = checked_mul(result, base);
         e >>= 1;
-        if (e > 0) base = checked(__builtin_mul_overflow(base, base, &z), z);
+        if (e > 0) base = checked_mul(base, base);
       }
       return Value::integer(result);
     }
