@@ -13,14 +13,16 @@ namespace fathom::cpu::detail {
 
 constexpr int kQBlock = 32;  // values per Q8_0/Q4_0 block, also the activation block
 
-// Two consecutive activation blocks (2p, 2p+1) laid out for the AVX2 Q4_0 kernel: a Q4_0
+// Two consecutive activation blocks (2p, 2p+1) laid out for the AVX2 int8 kernels: a Q4_0
 // block's 16 bytes hold elements 0..15 in low nibbles and 16..31 in high nibbles, so two
-// blocks load as one 256-bit [lo0|lo1], [hi0|hi1] pair that lines up with `lo`/`hi` here.
-// The dot then yields 8 int32 lanes, 0..3 for block 2p and 4..7 for block 2p+1:
-//   lane j = Σ_{e=4j'..4j'+3} q[e]·x[e] + q[16+e]·x[16+e]  (j' = j mod 4, q unsigned 0..15)
-// minus corr (8·Σx of the block in lanes 0 and 4) to account for the -8 offset.
+// blocks load as one 256-bit [lo0|lo1], [hi0|hi1] pair that lines up with `lo`/`hi` here
+// (Q8_0 weights are permuted into the same halves). The dot then yields 8 int32 lanes,
+// 0..3 for block 2p and 4..7 for block 2p+1:
+//   lane j = Σ_{e=4j'..4j'+3} w[e]·x[e] + w[16+e]·x[16+e]   (j' = j mod 4)
+// with w = the signed Q8_0 value, or for Q4_0 the unsigned nibble 0..15 and then minus corr
+// (8·Σx of the block, in lanes 0 and 4) for the -8 offset.
 // A missing second block (odd block count) is all zeros.
-struct alignas(32) Q4ActPair {
+struct alignas(32) QActPair {
   int8_t lo[32];     // x[2p][0..15], x[2p+1][0..15]
   int8_t hi[32];     // x[2p][16..31], x[2p+1][16..31]
   float d[8];        // d[2p] ×4, d[2p+1] ×4
@@ -31,11 +33,11 @@ struct alignas(32) Q4ActPair {
 struct QuantActs {
   const int8_t* q = nullptr;             // [m, K]
   const float* d = nullptr;              // [m, K/32]
-  const Q4ActPair* pairs = nullptr;      // [m, ceil(K/64)], AVX2 Q4_0 only
+  const QActPair* pairs = nullptr;       // [m, ceil(K/64)], AVX2 only
 };
 
 // Rearranges one quantized row (nb blocks) into ceil(nb/2) pairs.
-void build_q4_pairs(const int8_t* q, const float* d, int64_t nb, Q4ActPair* out);
+void build_act_pairs(const int8_t* q, const float* d, int64_t nb, QActPair* out);
 
 // One matmul call as the kernels see it.
 struct Job {

@@ -57,10 +57,11 @@ void run_float(const Job& job, int64_t n0, int64_t n1) {
   }
 }
 
-// Q4_0 in the lane layout of the AVX2 kernel (see Q4ActPair): blocks go in pairs, block 2p
-// in lanes 0..3 and 2p+1 in lanes 4..7; lane j' sums elements 4j'..4j'+3 and 16+4j'..16+4j'+3
-// with unsigned nibbles, and lane 0 of each block subtracts 8·Σx.
-void q4_row_dot(const int8_t* wq, const float* wd, const int8_t* xq, const float* xd, int64_t nb, float acc[8]) {
+// The lane layout of the AVX2 kernels (see QActPair): blocks go in pairs, block 2p in lanes
+// 0..3 and 2p+1 in lanes 4..7; lane j' sums elements 4j'..4j'+3 and 16+4j'..16+4j'+3. For
+// Q4_0 wq holds unsigned nibbles and lane 0 of each block subtracts 8·Σx.
+void pair_row_dot(bool q4, const int8_t* wq, const float* wd, const int8_t* xq, const float* xd, int64_t nb,
+                  float acc[8]) {
   for (int64_t p = 0; p < (nb + 1) / 2; ++p)
     for (int half = 0; half < 2; ++half) {
       const int64_t b = 2 * p + half;
@@ -72,17 +73,17 @@ void q4_row_dot(const int8_t* wq, const float* wd, const int8_t* xq, const float
       const int8_t* xb = xq + b * kQBlock;
       const float s = wd[b] * xd[b];
       int32_t xsum = 0;
-      for (int e = 0; e < kQBlock; ++e) xsum += xb[e];
+      for (int e = 0; e < kQBlock && q4; ++e) xsum += xb[e];
       for (int j = 0; j < 4; ++j) {
-        int32_t sum = j == 0 ? -8 * xsum : 0;
+        int32_t sum = j == 0 && q4 ? -8 * xsum : 0;
         for (int e = 4 * j; e < 4 * j + 4; ++e) sum += int32_t(wb[e]) * xb[e] + int32_t(wb[16 + e]) * xb[16 + e];
         acc[4 * half + j] += float(sum) * s;
       }
     }
 }
 
-// Q8_0/Q4_0: weight row unpacked to int8 values and f32 block scales, then per block the
-// 8 int32 lane sums (4 consecutive products each, as vpmaddubsw+vpmaddwd produce them).
+// Q8_0/Q4_0: weight row unpacked to int8 values and f32 block scales, then the lane sums
+// of pair_row_dot.
 void run_quant(const Job& job, int64_t n0, int64_t n1) {
   const WeightView& w = *job.w;
   const int64_t K = w.cols, N = w.rows, nb = K / kQBlock;
@@ -109,21 +110,7 @@ void run_quant(const Job& job, int64_t n0, int64_t n1) {
       const int8_t* xq = job.qa.q + i * K;
       const float* xd = job.qa.d + i * nb;
       float acc[8] = {};
-      if (q4) {
-        q4_row_dot(wq.data(), wd.data(), xq, xd, nb, acc);
-        job.y[i * N + n] = hsum8(acc);
-        continue;
-      }
-      for (int64_t b = 0; b < nb; ++b) {
-        const float s = wd[size_t(b)] * xd[b];
-        const int8_t* wb = wq.data() + b * kQBlock;
-        const int8_t* xb = xq + b * kQBlock;
-        for (int j = 0; j < 8; ++j) {
-          int32_t sum = 0;
-          for (int e = 4 * j; e < 4 * j + 4; ++e) sum += int32_t(wb[e]) * int32_t(xb[e]);
-          acc[j] += float(sum) * s;
-        }
-      }
+      pair_row_dot(q4, wq.data(), wd.data(), xq, xd, nb, acc);
       job.y[i * N + n] = hsum8(acc);
     }
   }

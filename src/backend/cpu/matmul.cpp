@@ -100,7 +100,7 @@ void check(const WeightView& w) {
 struct ActScratch {
   std::vector<int8_t> q;  // [m, K]
   std::vector<float> d;   // [m, K/32]
-  std::vector<detail::Q4ActPair> pairs;  // [m, ceil(K/64)]
+  std::vector<detail::QActPair> pairs;  // [m, ceil(K/64)]
 };
 
 using ColsFn = void (*)(const detail::Job&, int64_t, int64_t);
@@ -141,7 +141,7 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y, ThreadPool
     const int64_t nb = K / kQBlock;
     if (scratch.q.size() < size_t(m * K)) scratch.q.resize(size_t(m * K));
     if (scratch.d.size() < size_t(m * nb)) scratch.d.resize(size_t(m * nb));
-    const bool pairs = simd && w.dtype == DType::Q4_0;
+    const bool pairs = simd;
     const int64_t np = (nb + 1) / 2;
     if (pairs && scratch.pairs.size() < size_t(m * np)) scratch.pairs.resize(size_t(m * np));
     job.qa = {scratch.q.data(), scratch.d.data(), pairs ? scratch.pairs.data() : nullptr};
@@ -156,7 +156,7 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y, ThreadPool
         float* d = const_cast<float*>(c.job->qa.d) + i * nb;
         c.quant_row(c.job->x + i * K, K, q, d);
         if (c.job->qa.pairs)
-          detail::build_q4_pairs(q, d, nb, const_cast<detail::Q4ActPair*>(c.job->qa.pairs) + i * ((nb + 1) / 2));
+          detail::build_act_pairs(q, d, nb, const_cast<detail::QActPair*>(c.job->qa.pairs) + i * ((nb + 1) / 2));
       }
     };
     if (call.parts == 1) {

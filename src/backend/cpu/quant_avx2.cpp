@@ -18,100 +18,64 @@ namespace {
 using detail::Job;
 using detail::kQBlock;
 
-struct QTile {
-  const uint8_t* w;   // first weight row of the tile, stride wstride
+// Both formats go two blocks at a time against activations pre-arranged per block pair
+// (kernels.h, QActPair): a 256-bit [lo0|lo1] and [hi0|hi1] per side, so each vpmaddwd
+// yields lanes 0..3 for block 2p and 4..7 for 2p+1, and one convert/scale/FMA covers two
+// blocks.
+//   Q4_0: unsigned nibbles straight into vpmaddubsw, the two halves summed in int16
+//         (|·| ≤ 4·15·127), minus 8·Σx per block (corr).
+//   Q8_0: |w| · (x signed by w) per half (|·| ≤ 2·128·127 each, so the halves are summed
+//         after vpmaddwd, in int32).
+struct PairTile {
+  const uint8_t* w;            // first weight row of the tile, stride wstride
   size_t wstride;
-  const int8_t* xq;   // [r, K] quantized activations of this tile
-  const float* xd;    // [r, nb] their block scales
-  int64_t K, nb;
-  float* y;           // y[i0, n0], stride ldy
+  const detail::QActPair* x;   // [r, np] activation pairs of this tile
+  int64_t nb, np;
+  float* y;                    // y[i0, n0], stride ldy
   int64_t ldy;
 };
 
-template <bool Q4>
-inline __m256i load_weights(const uint8_t* blk) {
-  if constexpr (Q4) {
-    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
-    const __m128i lo = _mm_and_si128(qs, _mm_set1_epi8(15));
-    const __m128i hi = _mm_and_si128(_mm_srli_epi16(qs, 4), _mm_set1_epi8(15));
-    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
-  } else {
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
-  }
+// One weight row's blocks 2p and 2p+1 (zeros for a missing second block).
+struct WPair {
+  __m256i lo, hi;  // Q4: nibbles; Q8: |w| halves
+  __m256i slo, shi;  // Q8: the signed halves (sign source)
+  __m256 d;        // d[2p] ×4, d[2p+1] ×4
+};
+
+inline __m256 load_scale_pair(const uint8_t* b0, const uint8_t* b1) {
+  uint16_t h0, h1 = 0;
+  std::memcpy(&h0, b0, 2);
+  if (b1) std::memcpy(&h1, b1, 2);
+  const __m128 d01 = _mm_cvtph_ps(_mm_cvtsi32_si128(int(uint32_t(h0) | uint32_t(h1) << 16)));
+  return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d01), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
 }
 
-inline float load_f16(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
+template <bool Q4>
+inline WPair load_pair(const uint8_t* blk, bool single) {
+  WPair w;
+  if constexpr (Q4) {
+    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+    const __m128i q1 = single ? _mm_setzero_si128() : _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 20));
+    const __m256i qs = _mm256_set_m128i(q1, q0);
+    const __m256i m4 = _mm256_set1_epi8(15);
+    w.lo = _mm256_and_si256(qs, m4);
+    w.hi = _mm256_and_si256(_mm256_srli_epi16(qs, 4), m4);
+    w.d = load_scale_pair(blk, single ? nullptr : blk + 18);
+  } else {
+    const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+    const __m256i q1 = single ? _mm256_setzero_si256() : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 36));
+    w.slo = _mm256_permute2x128_si256(q0, q1, 0x20);
+    w.shi = _mm256_permute2x128_si256(q0, q1, 0x31);
+    w.lo = _mm256_abs_epi8(w.slo);
+    w.hi = _mm256_abs_epi8(w.shi);
+    w.d = load_scale_pair(blk, single ? nullptr : blk + 34);
+  }
+  return w;
 }
 
 template <bool Q4, int R, int C>
-void quant_tile(const QTile& t) {
-  constexpr size_t kBlockBytes = Q4 ? 18 : 34;
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256 acc[R][C];
-  _Pragma("GCC unroll 8")
-  for (int r = 0; r < R; ++r)
-    _Pragma("GCC unroll 8")
-    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < t.nb; ++b) {
-    _Pragma("GCC unroll 8")
-    for (int c = 0; c < C; ++c) {
-      const uint8_t* blk = t.w + c * t.wstride + b * kBlockBytes;
-      const __m256i w = load_weights<Q4>(blk);
-      const __m256i aw = _mm256_abs_epi8(w);
-      const __m256 dw = _mm256_set1_ps(load_f16(blk));
-      _Pragma("GCC unroll 8")
-      for (int r = 0; r < R; ++r) {
-        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.xq + r * t.K + b * kQBlock));
-        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), ones);
-        const __m256 s = _mm256_mul_ps(dw, _mm256_broadcast_ss(t.xd + r * t.nb + b));
-        acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc[r][c]);
-      }
-    }
-  }
-  _Pragma("GCC unroll 8")
-  for (int r = 0; r < R; ++r)
-    _Pragma("GCC unroll 8")
-    for (int c = 0; c < C; ++c) t.y[r * t.ldy + c] = simd::hsum(acc[r][c]);
-}
-
-// GEMM tile, the fastest of 2×4..4×3 measured at N=1408, K=2048, m=512 (x rows stay in
-// registers across the columns; some accumulators spill, which costs less than fewer rows).
-// Q4_0 two blocks at a time (layout in kernels.h, Q4ActPair): unsigned nibbles straight into
-// vpmaddubsw (no sign trick), both halves summed in int16 (|·| ≤ 4·15·127), one vpmaddwd,
-// and one convert/scale/FMA per two blocks.
-struct Q4Tile {
-  const uint8_t* w;              // first weight row, stride wstride
-  size_t wstride;
-  const detail::Q4ActPair* x;    // [r, np]
-  int64_t nb, np;
-  float* y;
-  int64_t ldy;
-};
-
-// Weights and scales of blocks 2p and 2p+1 (absent when last is true) of one row.
-struct Q4Pair {
-  __m256i lo, hi;
-  __m256 d;
-};
-
-inline Q4Pair load_q4_pair(const uint8_t* blk, bool single) {
-  const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
-  const __m128i q1 = single ? _mm_setzero_si128() : _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 20));
-  uint16_t h0, h1 = 0;
-  std::memcpy(&h0, blk, 2);
-  if (!single) std::memcpy(&h1, blk + 18, 2);
-  const __m256i qs = _mm256_set_m128i(q1, q0);
-  const __m256i m4 = _mm256_set1_epi8(15);
-  const __m128 d01 = _mm_cvtph_ps(_mm_cvtsi32_si128(int(uint32_t(h0) | uint32_t(h1) << 16)));
-  return {_mm256_and_si256(qs, m4), _mm256_and_si256(_mm256_srli_epi16(qs, 4), m4),
-          _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d01), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1))};
-}
-
-template <int R, int C>
-void q4_tile(const Q4Tile& t) {
+void pair_tile(const PairTile& t) {
+  constexpr size_t kPairBytes = Q4 ? 36 : 68;
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[R][C];
   _Pragma("GCC unroll 8")
@@ -122,15 +86,20 @@ void q4_tile(const Q4Tile& t) {
     const bool single = 2 * p + 1 == t.nb;
     _Pragma("GCC unroll 8")
     for (int c = 0; c < C; ++c) {
-      const Q4Pair w = load_q4_pair(t.w + c * t.wstride + p * 36, single);
+      const WPair w = load_pair<Q4>(t.w + c * t.wstride + p * kPairBytes, single);
       _Pragma("GCC unroll 8")
       for (int r = 0; r < R; ++r) {
-        const detail::Q4ActPair& x = t.x[r * t.np + p];
+        const detail::QActPair& x = t.x[r * t.np + p];
         const __m256i lo = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.lo));
         const __m256i hi = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.hi));
-        const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(w.lo, lo), _mm256_maddubs_epi16(w.hi, hi));
-        const __m256i p32 = _mm256_sub_epi32(_mm256_madd_epi16(p16, ones),
-                                             _mm256_load_si256(reinterpret_cast<const __m256i*>(x.corr)));
+        __m256i p32;
+        if constexpr (Q4) {
+          const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(w.lo, lo), _mm256_maddubs_epi16(w.hi, hi));
+          p32 = _mm256_sub_epi32(_mm256_madd_epi16(p16, ones), _mm256_load_si256(reinterpret_cast<const __m256i*>(x.corr)));
+        } else {
+          p32 = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(w.lo, _mm256_sign_epi8(lo, w.slo)), ones),
+                                 _mm256_madd_epi16(_mm256_maddubs_epi16(w.hi, _mm256_sign_epi8(hi, w.shi)), ones));
+        }
         const __m256 s = _mm256_mul_ps(w.d, _mm256_load_ps(x.d));
         acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, acc[r][c]);
       }
@@ -142,28 +111,22 @@ void q4_tile(const Q4Tile& t) {
     for (int c = 0; c < C; ++c) t.y[r * t.ldy + c] = simd::hsum(acc[r][c]);
 }
 
+// GEMM tile, the fastest of 2×4..4×3 measured at N=1408, K=2048, m=512 (some accumulators
+// spill, which costs less than reloading activations for fewer rows).
 constexpr int kR = 4, kC = 3;
 constexpr int kCGemv = kC > 4 ? kC : 4;  // columns per tile when only one row of x is left
-using TileFn = void (*)(const QTile&);
+using TileFn = void (*)(const PairTile&);
 
 template <bool Q4, size_t... I>
 constexpr std::array<TileFn, sizeof...(I)> make_table(std::index_sequence<I...>) {
-  return {&quant_tile<false, int(I / kCGemv) + 1, int(I % kCGemv) + 1>...};
-}
-
-using Q4TileFn = void (*)(const Q4Tile&);
-
-template <size_t... I>
-constexpr std::array<Q4TileFn, sizeof...(I)> make_q4_table(std::index_sequence<I...>) {
-  return {&q4_tile<int(I / kCGemv) + 1, int(I % kCGemv) + 1>...};
+  return {&pair_tile<Q4, int(I / kCGemv) + 1, int(I % kCGemv) + 1>...};
 }
 
 template <bool Q4>
 void run_quant(const Job& job, int64_t n0, int64_t n1) {
   static constexpr auto table = make_table<Q4>(std::make_index_sequence<kR * kCGemv>{});
-  static constexpr auto q4_table = make_q4_table(std::make_index_sequence<kR * kCGemv>{});
   const WeightView& w = *job.w;
-  const int64_t K = w.cols, N = w.rows, m = job.m, nb = K / kQBlock;
+  const int64_t K = w.cols, N = w.rows, m = job.m, nb = K / kQBlock, np = (nb + 1) / 2;
   const size_t rb = w.row_bytes();
   const int64_t panel = std::max<int64_t>(16, (256 << 10) / std::max<int64_t>(1, int64_t(rb)));
   for (int64_t p0 = n0; p0 < n1; p0 += panel) {
@@ -173,14 +136,8 @@ void run_quant(const Job& job, int64_t n0, int64_t n1) {
       const int cmax = r == 1 ? kCGemv : kC;
       for (int64_t c0 = p0; c0 < p1; c0 += cmax) {
         const int c = int(std::min<int64_t>(cmax, p1 - c0));
-        if constexpr (Q4) {
-          const int64_t np = (nb + 1) / 2;
-          Q4Tile t{w.row(c0), rb, job.qa.pairs + i0 * np, nb, np, job.y + i0 * N + c0, N};
-          q4_table[(r - 1) * kCGemv + (c - 1)](t);
-        } else {
-          QTile t{w.row(c0), rb, job.qa.q + i0 * K, job.qa.d + i0 * nb, K, nb, job.y + i0 * N + c0, N};
-          table[(r - 1) * kCGemv + (c - 1)](t);
-        }
+        PairTile t{w.row(c0), rb, job.qa.pairs + i0 * np, nb, np, job.y + i0 * N + c0, N};
+        table[(r - 1) * kCGemv + (c - 1)](t);
       }
     }
   }
@@ -196,9 +153,9 @@ void detail::run_cols_quant_avx2(const Job& job, int64_t n0, int64_t n1) {
   }
 }
 
-void detail::build_q4_pairs(const int8_t* q, const float* d, int64_t nb, Q4ActPair* out) {
+void detail::build_act_pairs(const int8_t* q, const float* d, int64_t nb, QActPair* out) {
   for (int64_t p = 0; p < (nb + 1) / 2; ++p) {
-    Q4ActPair& o = out[p];
+    QActPair& o = out[p];
     for (int half = 0; half < 2; ++half) {
       const int64_t b = 2 * p + half;
       const bool have = b < nb;
