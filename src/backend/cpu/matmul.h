@@ -26,7 +26,11 @@ struct WeightView {
   const uint8_t* row(int64_t r) const { return static_cast<const uint8_t*>(data) + r * row_bytes(); }
 };
 
-// Which implementation runs. Auto picks the best the CPU supports at run time.
+// Which implementation runs. Auto picks AVX2 when the CPU has it, else Scalar. The two give
+// the same results up to rounding (float formats: fused vs unfused multiply-add; Q8_0/Q4_0:
+// identical int32 block sums), and each is batch- and thread-invariant on its own.
+// Q8_0/Q4_0 weights quantize each row of x to Q8 blocks of 32 (d = amax/127, round to
+// nearest even) and run int8 dot products; float formats use exact fp32 math.
 enum class Isa { Auto, Scalar, Avx2 };
 
 struct MatmulOpts {
@@ -40,7 +44,7 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y, ThreadPool
 // Dequantizes row r of w into out[cols] (exact for F32/F16/BF16/F8; block formats as defined).
 void dequantize_row(const WeightView& w, int64_t r, float* out);
 
-// True when this CPU can run the AVX2+FMA kernels.
+// True when this CPU can run the AVX2 kernels (AVX2, FMA and F16C).
 bool cpu_has_avx2();
 
 }  // namespace fathom::cpu
