@@ -1,5 +1,9 @@
 #include "backend/cpu/matmul.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <algorithm>
 #include <vector>
 
@@ -69,8 +73,11 @@ void dequantize_row(const WeightView& w, int64_t r, float* out) {
 
 bool cpu_has_avx2() {
 #if defined(__x86_64__) || defined(__i386__)
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
+  // F16C comes from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports lacks "f16c".
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+  }();
   return has;
 #else
   return false;
