@@ -215,16 +215,11 @@ void Bpe::encode(const Piece& piece, std::vector<int32_t>& out) const {
     encode_uncached(piece, out);
     return;
   }
-  // Byte-level and plain pieces never share a cache key: the flag is part of it.
-  std::string key;
-  key.reserve(piece.text.size() + 1);
-  key += piece.byte_level ? '\1' : '\0';
-  key += piece.text;
-  const size_t h = StringHash{}(key);
-  Shard& sh = cache_[(h >> 7) % kShards];
+  const size_t h = StringHash{}(piece.text);
+  Shard& sh = cache_[piece.byte_level ? 1 : 0][(h >> 7) % kShards];
   {
     std::lock_guard<std::mutex> lock(sh.mu);
-    auto it = sh.map.find(key);
+    auto it = sh.map.find(piece.text);
     if (it != sh.map.end()) {
       out.insert(out.end(), it->second.begin(), it->second.end());
       return;
@@ -235,7 +230,7 @@ void Bpe::encode(const Piece& piece, std::vector<int32_t>& out) const {
   std::vector<int32_t> result(out.begin() + static_cast<std::ptrdiff_t>(start), out.end());
   std::lock_guard<std::mutex> lock(sh.mu);
   if (sh.map.size() >= kShardCapacity) sh.map.clear();
-  sh.map.emplace(std::move(key), std::move(result));
+  sh.map.emplace(std::string(piece.text), std::move(result));
 }
 
 }  // namespace fathom

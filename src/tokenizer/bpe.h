@@ -52,7 +52,8 @@ class Bpe {
     std::mutex mu;
     std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> map;
   };
-  mutable std::array<Shard, kShards> cache_;
+  // Byte-level and plain pieces never share a cache: index 1 is for byte-level pieces.
+  mutable std::array<std::array<Shard, kShards>, 2> cache_;
 };
 
 }  // namespace fathom

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 
 #include "test_util.h"
 
@@ -40,6 +41,31 @@ TEST(TokenizerFixture, DeepSeekV3Config) {
   EXPECT_FALSE(t.is_special(19923));
   EXPECT_EQ(t.token_text(19923), "Hello");
   EXPECT_EQ(t.vocab_size(), 128815);
+}
+
+TEST(TokenizerFixture, ConcurrentEncodesAgree) {
+  std::ifstream f(std::string(FATHOM_TEST_DATA) + "/tokenizer-deepseek-v3.jsonl");
+  std::vector<std::pair<std::string, std::vector<int32_t>>> recs;
+  std::string line;
+  while (std::getline(f, line))
+    if (!line.empty()) {
+      const auto rec = nlohmann::json::parse(line);
+      recs.emplace_back(rec["text"], rec["ids"].get<std::vector<int32_t>>());
+    }
+  // Fresh tokenizer, so that the threads fill its cache concurrently.
+  const Tokenizer tok = Tokenizer::load(std::string(FATHOM_TEST_DATA) + "/tokenizers/deepseek-v3");
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 20; ++round)
+        for (size_t i = 0; i < recs.size(); ++i) {
+          const auto& r = recs[(i * 7 + static_cast<size_t>(t) * 13 + static_cast<size_t>(round)) % recs.size()];
+          mismatches[t] += tok.encode(r.first) != r.second;
+        }
+    });
+  for (auto& th : threads) th.join();
+  for (int m : mismatches) EXPECT_EQ(m, 0);
 }
 
 }  // namespace
