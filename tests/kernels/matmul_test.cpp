@@ -187,3 +187,37 @@ TEST(Matmul, RejectsBadShapes) {
 
 }  // namespace
 }  // namespace fathom::cpu
+
+namespace fathom::cpu {
+namespace {
+
+TEST(Matmul, ManyEqualsSeparateCalls) {
+  // Mixed formats and sizes in one section, bit-identical to separate matmul calls.
+  const DType types[] = {DType::Q4_0, DType::BF16, DType::Q8_0, DType::F8_E4M3, DType::Q8_0};
+  const int64_t Ns[] = {70, 33, 5, 129, 300}, Ks[] = {256, 77, 64, 200, 96}, Ms[] = {1, 3, 9, 2, 0};
+  std::vector<TestWeight> ws;
+  std::vector<std::vector<float>> xs, ys, refs;
+  for (int j = 0; j < 5; ++j) {
+    ws.push_back(encode(types[j], random_floats(size_t(Ns[j] * Ks[j]), uint32_t(40 + j)), Ns[j], Ks[j]));
+    xs.push_back(random_floats(size_t(Ms[j] * Ks[j]), uint32_t(50 + j)));
+    ys.emplace_back(size_t(Ms[j] * Ns[j]), NAN);
+  }
+  for (Isa isa : {Isa::Scalar, Isa::Avx2}) {
+    if (isa == Isa::Avx2 && !cpu_has_avx2()) continue;
+    for (int threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      std::vector<WeightView> views;
+      for (auto& w : ws) views.push_back(w.view());
+      std::vector<MatmulTask> tasks;
+      for (int j = 0; j < 5; ++j) tasks.push_back({&views[size_t(j)], xs[size_t(j)].data(), Ms[j], ys[size_t(j)].data()});
+      matmul_many(tasks.data(), tasks.size(), pool, {isa});
+      for (int j = 0; j < 5; ++j) {
+        const auto ref = run(ws[size_t(j)], xs[size_t(j)], Ms[j], isa, 2);
+        ASSERT_TRUE(bitwise_equal(ref.data(), ys[size_t(j)].data(), ref.size())) << j << " threads=" << threads;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace fathom::cpu

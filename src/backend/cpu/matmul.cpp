@@ -103,94 +103,124 @@ void check(const WeightView& w) {
   }
 }
 
-// Activation scratch of the calling thread: grows to the largest call, then never allocates.
-struct ActScratch {
-  std::vector<int8_t> q;  // [m, K]
-  std::vector<float> d;   // [m, K/32]
-  std::vector<detail::QActPair> pairs;  // [m, ceil(K/64)]
+// Scratch of the calling thread: grows to the largest call, then never allocates.
+struct Scratch {
+  std::vector<int8_t> q;                 // quantized activations of every task, [Σ m·K]
+  std::vector<float> d;                  // their block scales, [Σ m·K/32]
+  std::vector<detail::QActPair> pairs;   // AVX2 layout, [Σ m·ceil(K/64)]
+  std::vector<detail::Job> jobs;         // one per task
 };
 
 using ColsFn = void (*)(const detail::Job&, int64_t, int64_t);
 using QuantRowFn = void (*)(const float*, int64_t, int8_t*, float*);
 
-struct Call {
-  const detail::Job* job;
-  ColsFn cols;
+// One parallel section over all tasks: thread t quantizes its share of the activation rows
+// (phase 0) or computes part t of every task's columns (phase 1).
+struct Section {
+  const detail::Job* jobs;
+  size_t n_jobs;
+  bool simd;
   QuantRowFn quant_row;
-  int64_t n, parts;  // items (columns or rows) split into `parts` contiguous ranges
-  int64_t align;     // range boundaries rounded down to multiples of this
+  int parts;
+  int64_t quant_rows;  // Σ m over quantized tasks
 };
 
-// Range [b, e) of part t; boundaries aligned so that tiles rarely straddle threads.
-std::pair<int64_t, int64_t> part(const Call& c, int t) {
-  auto at = [&](int64_t i) { return i >= c.parts ? c.n : (c.n * i / c.parts) / c.align * c.align; };
+// Part t of [0, n) in `parts` ranges, boundaries rounded down to multiples of `align`.
+std::pair<int64_t, int64_t> part(int64_t n, int parts, int t, int64_t align) {
+  auto at = [&](int64_t i) { return i >= parts ? n : (n * i / parts) / align * align; };
   return {at(t), at(t + 1)};
+}
+
+void quantize_part(const Section& s, int t) {
+  const auto [b, e] = part(s.quant_rows, s.parts, t, 1);
+  int64_t base = 0;  // first global row of the current job
+  for (size_t j = 0; j < s.n_jobs && base < e; ++j) {
+    const detail::Job& job = s.jobs[j];
+    if (!job.qa.q) continue;
+    const int64_t K = job.w->cols, nb = K / kQBlock, np = (nb + 1) / 2;
+    for (int64_t i = std::max<int64_t>(b - base, 0); i < std::min<int64_t>(e - base, job.m); ++i) {
+      int8_t* q = const_cast<int8_t*>(job.qa.q) + i * K;
+      float* d = const_cast<float*>(job.qa.d) + i * nb;
+      s.quant_row(job.x + i * K, K, q, d);
+      if (job.qa.pairs) detail::build_act_pairs(q, d, nb, const_cast<detail::QActPair*>(job.qa.pairs) + i * np);
+    }
+    base += job.m;
+  }
+}
+
+void cols_part(const Section& s, int t) {
+  for (size_t j = 0; j < s.n_jobs; ++j) {
+    const detail::Job& job = s.jobs[j];
+    const int64_t N = job.w->rows;
+    const int parts = int(std::min<int64_t>(s.parts, std::max<int64_t>(1, N / 8)));
+    if (t >= parts) continue;
+    const auto [b, e] = part(N, parts, t, 4);
+    const ColsFn fn = !s.simd                      ? detail::run_cols_scalar
+                      : is_quant(job.w->dtype)       ? detail::run_cols_quant_avx2
+                                                     : detail::run_cols_float_avx2;
+    if (b < e) fn(job, b, e);
+  }
 }
 
 }  // namespace
 
+void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const MatmulOpts& opts) {
+  FATHOM_CHECK(!(opts.isa == Isa::Avx2 && !cpu_has_avx2()), "matmul: AVX2 requested but this CPU lacks AVX2/FMA/F16C");
+  const bool simd = opts.isa == Isa::Avx2 || (opts.isa == Isa::Auto && cpu_has_avx2());
+  thread_local Scratch scratch;
+  // Sizes first, so the scratch grows at most once per call and the pointers stay valid.
+  size_t nq = 0, nd = 0, np = 0;
+  int64_t quant_rows = 0, work = 0;
+  for (size_t j = 0; j < n; ++j) {
+    const MatmulTask& t = tasks[j];
+    check(*t.w);
+    if (t.m <= 0) continue;
+    work += t.m * t.w->rows * std::max<int64_t>(t.w->cols, 1);
+    if (!is_quant(t.w->dtype)) continue;
+    const int64_t K = t.w->cols, nb = K / kQBlock;
+    nq += size_t(t.m * K), nd += size_t(t.m * nb), np += simd ? size_t(t.m * ((nb + 1) / 2)) : 0;
+    quant_rows += t.m;
+  }
+  if (scratch.q.size() < nq) scratch.q.resize(nq);
+  if (scratch.d.size() < nd) scratch.d.resize(nd);
+  if (scratch.pairs.size() < np) scratch.pairs.resize(np);
+  if (scratch.jobs.size() < n) scratch.jobs.resize(n);
+  size_t n_jobs = 0;
+  nq = nd = np = 0;
+  for (size_t j = 0; j < n; ++j) {
+    const MatmulTask& t = tasks[j];
+    if (t.m <= 0 || t.w->rows <= 0) continue;
+    detail::Job job{t.w, t.x, {}, t.m, t.y};
+    if (is_quant(t.w->dtype)) {
+      const int64_t K = t.w->cols, nb = K / kQBlock;
+      job.qa = {scratch.q.data() + nq, scratch.d.data() + nd, simd ? scratch.pairs.data() + np : nullptr};
+      nq += size_t(t.m * K), nd += size_t(t.m * nb), np += simd ? size_t(t.m * ((nb + 1) / 2)) : 0;
+    }
+    scratch.jobs[n_jobs++] = job;
+  }
+  if (n_jobs == 0) return;
+
+  // Small products are not worth waking the pool (results do not depend on it anyway).
+  const int threads = work < (int64_t(1) << 16) ? 1 : pool.size();
+  Section sec{scratch.jobs.data(), n_jobs, simd,
+              simd ? detail::quantize_act_row_avx2 : detail::quantize_act_row_scalar, threads, quant_rows};
+  const Section* sp = &sec;
+  if (quant_rows > 0) {
+    if (quant_rows >= 8 && threads > 1) pool.run_all([sp](int t) { quantize_part(*sp, t); });
+    else {
+      sec.parts = 1;
+      quantize_part(sec, 0);
+      sec.parts = threads;
+    }
+  }
+  if (threads > 1) pool.run_all([sp](int t) { cols_part(*sp, t); });
+  else cols_part(sec, 0);
+}
+
 void matmul(const WeightView& w, const float* x, int64_t m, float* y, ThreadPool& pool,
             const MatmulOpts& opts) {
-  check(w);
-  if (m <= 0 || w.rows <= 0) return;
-  const int64_t N = w.rows, K = w.cols;
-  const bool simd = opts.isa == Isa::Avx2 || (opts.isa == Isa::Auto && cpu_has_avx2());
-  FATHOM_CHECK(!(opts.isa == Isa::Avx2 && !cpu_has_avx2()), "matmul: AVX2 requested but this CPU lacks AVX2/FMA/F16C");
-
-  detail::Job job{&w, x, {}, m, y};
-  Call call{&job, nullptr, nullptr, 0, 1, 1};
-  // Small products are not worth waking the pool (results do not depend on it anyway).
-  const int64_t work = m * N * std::max<int64_t>(K, 1);
-  const int threads = work < (int64_t(1) << 16) ? 1 : pool.size();
-
-  if (is_quant(w.dtype)) {
-    thread_local ActScratch scratch;
-    const int64_t nb = K / kQBlock;
-    if (scratch.q.size() < size_t(m * K)) scratch.q.resize(size_t(m * K));
-    if (scratch.d.size() < size_t(m * nb)) scratch.d.resize(size_t(m * nb));
-    const bool pairs = simd;
-    const int64_t np = (nb + 1) / 2;
-    if (pairs && scratch.pairs.size() < size_t(m * np)) scratch.pairs.resize(size_t(m * np));
-    job.qa = {scratch.q.data(), scratch.d.data(), pairs ? scratch.pairs.data() : nullptr};
-    call.quant_row = simd ? detail::quantize_act_row_avx2 : detail::quantize_act_row_scalar;
-    call.n = m;
-    call.parts = m >= 8 ? threads : 1;
-    auto quant = [](const Call& c, int t) {
-      const auto [b, e] = part(c, t);
-      const int64_t K = c.job->w->cols, nb = K / kQBlock;
-      for (int64_t i = b; i < e; ++i) {
-        int8_t* q = const_cast<int8_t*>(c.job->qa.q) + i * K;
-        float* d = const_cast<float*>(c.job->qa.d) + i * nb;
-        c.quant_row(c.job->x + i * K, K, q, d);
-        if (c.job->qa.pairs)
-          detail::build_act_pairs(q, d, nb, const_cast<detail::QActPair*>(c.job->qa.pairs) + i * ((nb + 1) / 2));
-      }
-    };
-    if (call.parts == 1) {
-      quant(call, 0);
-    } else {
-      const Call* cp = &call;
-      pool.run_all([cp, quant](int t) { quant(*cp, t); });
-    }
-    call.cols = simd ? detail::run_cols_quant_avx2 : detail::run_cols_scalar;
-  } else {
-    call.cols = simd ? detail::run_cols_float_avx2 : detail::run_cols_scalar;
-  }
-
-  call.n = N;
-  call.parts = std::min<int64_t>(threads, std::max<int64_t>(1, N / 8));
-  call.align = 4;
-  auto cols = [](const Call& c, int t) {
-    if (t >= c.parts) return;
-    const auto [b, e] = part(c, t);
-    if (b < e) c.cols(*c.job, b, e);
-  };
-  if (call.parts == 1) {
-    cols(call, 0);
-  } else {
-    const Call* cp = &call;
-    pool.run_all([cp, cols](int t) { cols(*cp, t); });
-  }
+  const MatmulTask task{&w, x, m, y};
+  matmul_many(&task, 1, pool, opts);
 }
 
 }  // namespace fathom::cpu

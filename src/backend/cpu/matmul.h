@@ -41,6 +41,17 @@ struct MatmulOpts {
 void matmul(const WeightView& w, const float* x, int64_t m, float* y, ThreadPool& pool,
             const MatmulOpts& opts = {});
 
+// Several independent products y_j = x_j · W_jᵀ in one parallel section (one pool wake-up
+// instead of one per product, e.g. every routed expert of a decode step). Each y_j is bit
+// identical to matmul(*w, x, m, y). Outputs must not overlap inputs.
+struct MatmulTask {
+  const WeightView* w = nullptr;
+  const float* x = nullptr;  // [m, w->cols]
+  int64_t m = 0;
+  float* y = nullptr;        // [m, w->rows]
+};
+void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const MatmulOpts& opts = {});
+
 // Dequantizes row r of w into out[cols] (exact for F32/F16/BF16/F8; block formats as defined).
 void dequantize_row(const WeightView& w, int64_t r, float* out);
 
