@@ -1,0 +1,209 @@
+#include "model/quantize_checkpoint.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "backend/cpu/matmul.h"
+#include "backend/cpu/quantize.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "io/config.h"
+#include "io/safetensors.h"
+#include "model/transformer.h"
+
+namespace fathom {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// One output tensor and where its bytes come from.
+struct Planned {
+  SafetensorsWriter::Entry entry;
+  const TensorView* src = nullptr;
+  std::optional<cpu::WeightView> requant;  // set: requantize this source view row by row
+};
+
+DType parse_block_format(const std::string& q) {
+  if (q == "q8_0") return DType::Q8_0;
+  if (q == "q4_0") return DType::Q4_0;
+  fail("--quant must be q8_0 or q4_0, not '{}'", q);
+}
+
+// The source view of a 2-D weight as the loader builds it (FP8 carries its block scales),
+// so dequantize_row gives exactly the values the loader would requantize.
+cpu::WeightView source_view(const TensorStore& store, const ModelConfig& cfg, const WeightSpec& spec,
+                            const TensorView& t) {
+  cpu::WeightView w;
+  w.dtype = t.dtype;
+  w.rows = spec.shape[0];
+  w.cols = spec.shape[1];
+  w.data = t.data;
+  if (t.dtype == DType::F8_E4M3) {
+    const TensorView& s = store.get(spec.name + "_scale_inv");
+    const int64_t blk = cfg.fp8_block_rows;
+    if (cfg.fp8_block_rows != cfg.fp8_block_cols)
+      fail("tensor '{}': non-square FP8 blocks {}x{} are not supported", spec.name, cfg.fp8_block_rows,
+           cfg.fp8_block_cols);
+    const std::vector<int64_t> want = {(w.rows + blk - 1) / blk, (w.cols + blk - 1) / blk};
+    if (s.dtype != DType::F32 || s.shape != want)
+      fail("tensor '{}': expected F32 {} scales, found {} {}", s.name, fmt::format("[{}, {}]", want[0], want[1]),
+           dtype_name(s.dtype), s.shape_str());
+    w.block_scale = static_cast<const float*>(s.data);
+    w.block = blk;
+  }
+  return w;
+}
+
+void write_config(const fs::path& src_dir, const fs::path& out_dir, bool keeps_fp8) {
+  json cj;
+  {
+    std::ifstream in(src_dir / "config.json");
+    if (!in) fail("{}: cannot open", (src_dir / "config.json").string());
+    try {
+      cj = json::parse(in);
+    } catch (const json::exception& e) {
+      fail("{}: malformed JSON: {}", (src_dir / "config.json").string(), e.what());
+    }
+  }
+  // With every FP8 weight requantized, an fp8 quantization_config would describe tensors
+  // that are no longer there.
+  if (!keeps_fp8) cj.erase("quantization_config");
+  std::ofstream out(out_dir / "config.json");
+  out << cj.dump(2) << "\n";
+  if (!out) fail("{}: write failed", (out_dir / "config.json").string());
+}
+
+// Requantizes w into strips of rows written in order; rows of a strip run in parallel.
+void write_requantized(const cpu::WeightView& w, DType fmt, SafetensorsWriter& out, ThreadPool& pool) {
+  const size_t rb = dtype_bytes(fmt, w.cols);
+  // ~8 MB of output per strip: small memory, enough rows to keep every thread busy.
+  const int64_t strip = std::max<int64_t>(1, int64_t((size_t(8) << 20) / rb));
+  std::vector<uint8_t> buf(rb * size_t(std::min(strip, w.rows)));  // [strip, rb]
+  std::vector<std::vector<float>> row(size_t(pool.size()), std::vector<float>(size_t(w.cols)));  // per thread
+  for (int64_t r0 = 0; r0 < w.rows; r0 += strip) {
+    const int64_t nr = std::min(strip, w.rows - r0);
+    pool.parallel_for(nr, 16, [&](int64_t b, int64_t e, int t) {
+      float* f = row[size_t(t)].data();
+      for (int64_t r = b; r < e; ++r) {
+        cpu::dequantize_row(w, r0 + r, f);
+        cpu::quantize_row(fmt, f, w.cols, buf.data() + rb * size_t(r));
+      }
+    });
+    out.write(buf.data(), rb * size_t(nr));
+  }
+}
+
+}  // namespace
+
+QuantizeCheckpointResult quantize_checkpoint(const QuantizeCheckpointOpts& o) {
+  const DType fmt = parse_block_format(o.quant);
+  const ModelConfig cfg = ModelConfig::load(o.model_dir);
+  const TensorStore store = TensorStore::open(o.model_dir);
+  const std::vector<WeightSpec> table = weight_table(cfg);
+
+  if (fs::exists(o.out_dir)) {
+    if (!fs::is_directory(o.out_dir)) fail("{}: exists and is not a directory", o.out_dir);
+    for (auto& e : fs::directory_iterator(o.out_dir))
+      if (e.path().extension() == ".safetensors" || e.path().filename() == "model.safetensors.index.json")
+        fail("{}: already holds a checkpoint ({}); choose an empty directory", o.out_dir,
+             e.path().filename().string());
+  }
+
+  // Every tensor the model needs, in table order; tensors the model never reads are dropped.
+  std::vector<Planned> plan;
+  bool keeps_fp8 = false;
+  for (const WeightSpec& spec : table) {
+    const TensorView* t = store.find(spec.name);
+    if (!t) {
+      if (spec.optional) continue;
+      fail("{}: missing tensor '{}'", o.model_dir, spec.name);
+    }
+    if (t->shape != spec.shape)
+      fail("tensor '{}': shape {} disagrees with config.json", spec.name, t->shape_str());
+    Planned p{{spec.name, t->dtype, t->shape}, t, std::nullopt};
+    if (spec.kind == WeightKind::Linear && t->dtype != fmt) {
+      if (spec.shape[1] % 32)
+        fail("tensor '{}': {} columns are not a multiple of 32, so it cannot be stored as {}", spec.name,
+             spec.shape[1], dtype_name(fmt));
+      p.entry.dtype = fmt;
+      p.requant = source_view(store, cfg, spec, *t);
+      plan.push_back(std::move(p));
+      continue;
+    }
+    plan.push_back(std::move(p));
+    if (t->dtype == DType::F8_E4M3) {  // kept as stored: its scales come with it
+      keeps_fp8 = true;
+      const TensorView& s = store.get(spec.name + "_scale_inv");
+      plan.push_back(Planned{{s.name, s.dtype, s.shape}, &s, std::nullopt});
+    }
+  }
+
+  // Shards: consecutive tensors up to shard_bytes each (a weight and its scales stay together).
+  std::vector<std::vector<size_t>> shards(1);
+  uint64_t cur = 0;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const uint64_t b = SafetensorsWriter::entry_bytes(plan[i].entry);
+    const bool is_scale = i > 0 && plan[i].entry.name == plan[i - 1].entry.name + "_scale_inv";
+    if (cur > 0 && cur + b > o.shard_bytes && !is_scale) {
+      shards.emplace_back();
+      cur = 0;
+    }
+    shards.back().push_back(i);
+    cur += b;
+  }
+
+  fs::create_directories(o.out_dir);
+  write_config(o.model_dir, o.out_dir, keeps_fp8);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"})
+    if (fs::exists(fs::path(o.model_dir) / f))
+      fs::copy_file(fs::path(o.model_dir) / f, fs::path(o.out_dir) / f, fs::copy_options::overwrite_existing);
+
+  ThreadPool pool(o.threads);
+  QuantizeCheckpointResult res;
+  res.shards = int64_t(shards.size());
+  json weight_map = json::object();
+  const bool show = o.progress && isatty(2);
+  for (size_t si = 0; si < shards.size(); ++si) {
+    const std::string fname = shards.size() == 1 ? "model.safetensors"
+                                                 : fmt::format("model-{:05d}-of-{:05d}.safetensors", si + 1,
+                                                               shards.size());
+    std::vector<SafetensorsWriter::Entry> entries;
+    for (size_t i : shards[si]) {
+      entries.push_back(plan[i].entry);
+      weight_map[plan[i].entry.name] = fname;
+    }
+    SafetensorsWriter w((fs::path(o.out_dir) / fname).string(), entries,
+                        {{"format", "pt"}, {"fathom_quant", o.quant}});
+    for (size_t i : shards[si]) {
+      const Planned& p = plan[i];
+      if (p.requant) {
+        write_requantized(*p.requant, fmt, w, pool);
+        ++res.quantized;
+      } else {
+        w.write(p.src->data, p.src->nbytes);
+      }
+      res.bytes_in += p.src->nbytes;
+      res.bytes_out += SafetensorsWriter::entry_bytes(p.entry);
+      ++res.tensors;
+      if (show)
+        std::fprintf(stderr, "\rquantizing %zu/%zu tensors, %.2f GB written", i + 1, plan.size(),
+                     double(res.bytes_out) / 1e9);
+    }
+    w.finish();
+  }
+  if (show) std::fprintf(stderr, "\n");
+  if (shards.size() > 1) {
+    std::ofstream out(fs::path(o.out_dir) / "model.safetensors.index.json");
+    out << json{{"metadata", {{"total_size", res.bytes_out}}}, {"weight_map", weight_map}}.dump(1) << "\n";
+  }
+  return res;
+}
+
+}  // namespace fathom

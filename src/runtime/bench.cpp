@@ -1,0 +1,101 @@
+#include "runtime/bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <string>
+
+#include "backend/cpu/bandwidth.h"
+#include "core/error.h"
+#include "runtime/kl.h"
+
+namespace fathom {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int32_t argmax(const float* l, int64_t V) { return int32_t(std::max_element(l, l + V) - l); }
+
+// Greedy decode of n tokens from position 0 of a fresh slot; per-step seconds appended to steps.
+// Returns the total seconds.
+double decode_run(Model& model, KvCache& cache, int32_t first, int64_t n, const ForwardOpts& fo,
+                  std::vector<float>& logits, std::vector<double>* steps) {
+  const int64_t V = model.config().vocab_size;
+  int32_t tok = first;
+  const auto t0 = Clock::now();
+  for (int64_t i = 0; i < n; ++i) {
+    const auto ts = Clock::now();
+    model.forward({SeqChunk{0, i, &tok, 1, false}}, cache, logits.data(), fo);
+    tok = argmax(logits.data(), V);
+    if (steps) steps->push_back(seconds_since(ts));
+  }
+  return seconds_since(t0);
+}
+
+}  // namespace
+
+size_t peak_rss_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return size_t(std::stoull(line.substr(6))) * 1024;  // "VmHWM:  123 kB"
+  return 0;
+}
+
+BenchResult run_bench(Model& model, const BenchOpts& o) {
+  if (o.prompt_tokens < 1 || o.decode_tokens < 1) fail("bench: need at least one prompt and one decode token");
+  if (o.reps < 1) fail("bench: reps must be at least 1");
+  const int64_t V = model.config().vocab_size;
+  const std::vector<int32_t> prompt = pseudo_random_ids(o.prompt_tokens, V, o.seed);
+  ForwardOpts fo;
+  fo.attn = o.attn;
+  std::vector<float> logits(static_cast<size_t>(V));  // [1, V]: only the last token's logits
+  KvCache cache = model.make_cache(1, std::max(o.prompt_tokens, o.decode_tokens));
+
+  if (o.warmup_tokens > 0) {
+    const int64_t w = std::min(o.warmup_tokens, o.prompt_tokens);
+    model.forward({SeqChunk{0, 0, prompt.data(), w, false}}, cache, logits.data(), fo);
+    decode_run(model, cache, prompt[0], std::min<int64_t>(4, o.decode_tokens), fo, logits, nullptr);
+  }
+
+  BenchResult r;
+  r.threads = model.pool().size();
+  r.prompt_tokens = o.prompt_tokens;
+  r.decode_tokens = o.decode_tokens;
+  std::vector<double> prefill, decode, steps;
+  for (int rep = 0; rep < o.reps; ++rep) {
+    const auto t0 = Clock::now();
+    model.forward({SeqChunk{0, 0, prompt.data(), o.prompt_tokens, false}}, cache, logits.data(), fo);
+    prefill.push_back(seconds_since(t0));
+    decode.push_back(decode_run(model, cache, prompt[0], o.decode_tokens, fo, logits, &steps));
+  }
+  r.prefill_s = median(prefill);
+  r.decode_s = median(decode);
+  r.prefill_tok_s = double(o.prompt_tokens) / r.prefill_s;
+  r.decode_tok_s = double(o.decode_tokens) / r.decode_s;
+  r.decode_ms_p50 = median(steps) * 1e3;
+  r.weight_bytes = model.weight_bytes();
+  r.bytes_per_token = model.active_bytes_per_token();
+  r.effective_gbs = double(r.bytes_per_token) * r.decode_tok_s / 1e9;
+  r.peak_rss_bytes = peak_rss_bytes();  // before the probe, whose buffer is not the model's
+  if (o.measure_bandwidth) {
+    r.bandwidth_gbs = cpu::measure_read_bandwidth_gbs(model.pool(), o.bandwidth_bytes);
+    r.roofline_tok_s = r.bandwidth_gbs * 1e9 / double(r.bytes_per_token);
+    r.roofline_frac = r.decode_tok_s / r.roofline_tok_s;
+  }
+  return r;
+}
+
+}  // namespace fathom

@@ -1,0 +1,44 @@
+#pragma once
+// Speed of one model on this machine: prompt processing (prefill) and token-by-token decode,
+// set against the memory-bandwidth roofline of decode (every active weight byte is read once
+// per token, so tok/s cannot exceed read bandwidth / bytes per token).
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "model/model.h"
+
+namespace fathom {
+
+struct BenchOpts {
+  int64_t prompt_tokens = 512;   // prefill: one forward over this many tokens
+  int64_t decode_tokens = 128;   // decode: this many single-token forwards from an empty context
+  int64_t warmup_tokens = 32;    // untimed prefill + decode first (pages weights in, warms caches)
+  int reps = 1;                  // timed repetitions; the median is reported
+  bool measure_bandwidth = true;
+  size_t bandwidth_bytes = size_t(1) << 30;  // probe buffer, well above the last-level cache
+  AttnMode attn = AttnMode::Absorbed;
+  uint64_t seed = 0;             // of the pseudo-random prompt ids
+};
+
+struct BenchResult {
+  int threads = 0;
+  int64_t prompt_tokens = 0, decode_tokens = 0;
+  double prefill_s = 0, prefill_tok_s = 0;   // median over reps
+  double decode_s = 0, decode_tok_s = 0;     // median over reps (whole run / tokens)
+  double decode_ms_p50 = 0;                  // median single-token step, all reps pooled
+  size_t weight_bytes = 0;                   // weights held in memory
+  size_t bytes_per_token = 0;                // weight bytes one decoded token reads
+  double effective_gbs = 0;                  // bytes_per_token × decode tok/s
+  double bandwidth_gbs = 0;                  // measured read bandwidth (0: not measured)
+  double roofline_tok_s = 0;                 // bandwidth / bytes_per_token
+  double roofline_frac = 0;                  // decode tok/s / roofline tok/s
+  size_t peak_rss_bytes = 0;                 // VmHWM before the bandwidth probe
+};
+
+BenchResult run_bench(Model& model, const BenchOpts& opts);
+
+// The process's peak resident set (VmHWM in /proc/self/status); 0 where unavailable.
+size_t peak_rss_bytes();
+
+}  // namespace fathom

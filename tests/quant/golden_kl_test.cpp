@@ -1,0 +1,91 @@
+// Every block format against the fp32 reference logits of every fixture: the q8_0 and q4_0
+// models' next-token distributions stay within a KL bound of softmax(golden logits) and
+// mostly agree on the top token.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+
+#include "runtime/kl.h"
+#include "util.h"
+
+namespace fathom {
+namespace {
+
+struct Bound {
+  const char* quant;
+  // Mean KL(P_ref ‖ P_quant) per token in nats, over a fixture's golden sequences. Measured
+  // (fp32 reference; the q8_0/q4_0 matmuls also round activations to 8 bits):
+  //   q8_0: 1.2e-4 (llama3, qwen2), 3.6e-4 (v2-lite), 7.7e-4 (v3-fp8: FP8 requantized, and
+  //         expert choices flip where router scores nearly tie)
+  //   q4_0: 1.4e-2 (llama3, qwen2), 4.1e-2 (v2-lite), 7.4e-2 (v3-fp8)
+  // The bounds sit 2-3x above the worst. Q8_0's step is 16x finer than Q4_0's, so its KL is
+  // ~100x smaller; a q8_0 path that lost that precision (wrong scale, 4-bit rounding) lands
+  // near the q4_0 figures, 5x over its bound. A scrambled layout (wrong nibble order, wrong
+  // block scale) predicts nothing: the test measures that level too and requires the bound
+  // to be far below it.
+  double mean_kl;
+  // Minimum fraction of positions whose argmax agrees with the reference. The fixtures'
+  // random weights give nearly flat distributions with near-ties at the top, so small
+  // perturbations flip the argmax often: measured q8_0 ≥ 0.93, q4_0 ≥ 0.58.
+  double top1;
+};
+constexpr Bound kBounds[] = {{"q8_0", 2.5e-3, 0.85}, {"q4_0", 0.15, 0.45}};
+
+// KL of a prediction that carries no information about the position: the reference logits
+// of position t scored against those of another position, averaged.
+double uninformative_kl(const std::vector<float>& ref, int64_t T, int64_t V) {
+  LogitAgreement a;
+  for (int64_t t = 0; t < T; ++t) a.add(ref.data() + t * V, ref.data() + ((t + T / 2 + 1) % T) * V, 1, V);
+  return a.mean_kl();
+}
+
+class QuantGolden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(QuantGolden, WithinKlBoundOfReference) {
+  const std::string dir = GetParam();
+  if (auto w = test::unquantizable_weight(dir); !w.empty()) GTEST_SKIP() << w << ": in-dim not a multiple of 32";
+  const TensorStore golden = TensorStore::open(dir + "/golden.safetensors");
+  for (const Bound& b : kBounds) {
+    auto model = test::load(dir, b.quant);
+    LogitAgreement agg;
+    double blind = 0;
+    int nseq = 0;
+    for (int n = 0; golden.find("input_ids." + std::to_string(n)); ++n) {
+      const auto ids = test::ids(golden.get("input_ids." + std::to_string(n)));
+      const auto ref = test::f32(golden.get("logits." + std::to_string(n)));
+      const auto got = test::all_logits(*model, ids);
+      ASSERT_EQ(got.size(), ref.size());
+      agg.add(ref.data(), got.data(), int64_t(ids.size()), model->config().vocab_size);
+      blind += uninformative_kl(ref, int64_t(ids.size()), model->config().vocab_size);
+      ++nseq;
+    }
+    blind /= nseq;
+    ASSERT_GT(agg.tokens, 0);
+    std::printf("[ measured ] %s %s: %lld tokens, mean KL %.3g, max KL %.3g, top-1 %.3f (uninformative: KL %.3g)\n",
+                test::fixture_test_name(dir).c_str(), b.quant, (long long)agg.tokens, agg.mean_kl(), agg.kl_max,
+                agg.top1(), blind);
+    EXPECT_GT(blind, 5 * b.mean_kl) << "the bound would not catch a quantizer that predicts nothing";
+    EXPECT_LT(agg.mean_kl(), b.mean_kl) << b.quant;
+    EXPECT_GE(agg.top1(), b.top1) << b.quant;
+  }
+}
+
+// The bound is not vacuous: the unquantized model sits far below it, and a model whose
+// logits are perturbed like a broken quantizer would perturb them sits far above.
+TEST(QuantGoldenSanity, KlSeparatesGoodFromBroken) {
+  const std::vector<float> a = {1.0f, 2.0f, 3.0f, 0.5f};
+  EXPECT_EQ(kl_divergence(a.data(), a.data(), 4), 0.0);
+  std::vector<float> b = a;
+  b[2] = 2.0f;  // the top token loses one nat of logit
+  EXPECT_GT(kl_divergence(a.data(), b.data(), 4), 0.05);
+  // Invariant to a constant shift of the logits.
+  std::vector<float> c = a;
+  for (float& x : c) x += 7.0f;
+  EXPECT_NEAR(kl_divergence(a.data(), c.data(), 4), 0.0, 1e-12);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, QuantGolden, ::testing::ValuesIn(test::fixture_dirs()),
+                         [](const auto& info) { return test::fixture_test_name(info.param); });
+
+}  // namespace
+}  // namespace fathom
