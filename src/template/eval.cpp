@@ -224,7 +224,6 @@ Value Renderer::make_macro(const Stmt& s) {
     if (a.args.size() > node->params.size())
       rt_fail("macro '{}' takes not more than {} argument(s)", node->text, node->params.size());
     auto parent = def_frame.lock();
-    auto saved = r.frame_;
     FrameGuard g(r.frame_, parent ? parent : r.root_);
     struct DepthCount {
       int& d;
@@ -252,7 +251,6 @@ Value Renderer::make_macro(const Stmt& s) {
     }
     std::string out;
     r.exec(node->bodies[0], out);
-    (void)saved;
     return Value::string(std::move(out));
   });
 }

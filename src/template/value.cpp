@@ -217,8 +217,6 @@ void json_into(std::string& out, const Value& v, const JsonOptions& opt, int lev
   }
 }
 
-int rank(const Value& v) { return v.is_number() ? 0 : 1; }
-
 }  // namespace
 
 const Value* DictData::find(std::string_view key) const {
@@ -464,7 +462,6 @@ bool less(const Value& a, const Value& b) {
     }
     return x.size() < y.size();
   }
-  (void)rank;
   rt_fail("'<' not supported between instances of '{}' and '{}'", a.type_name(), b.type_name());
 }
 
