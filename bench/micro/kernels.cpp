@@ -5,6 +5,8 @@
 // Threads: FATHOM_THREADS (default 2).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -101,6 +103,29 @@ void BM_Gemm(benchmark::State& st, DType t) {
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(m * N * K) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Decode roofline: best full pass of GEMVs over 256 MiB of weight copies against the best
+// read-bandwidth probe over the same amount of memory, interleaved so that both see the
+// same machine state. frac = GEMV weight GB/s ÷ probe GB/s.
+void BM_GemvRoofline(benchmark::State& st, DType t) {
+  const int64_t N = st.range(0), K = st.range(1);
+  const Weights w = make_weights(t, N, K, size_t(256) << 20);
+  const size_t total = w.bytes * w.views.size();
+  std::vector<float> x(size_t(K), 0.5f), y(static_cast<size_t>(N));
+  double best_gemv = 0, best_bw = 0;
+  for (auto _ : st) {
+    best_bw = std::max(best_bw, measure_read_bandwidth_gbs(pool(), total));
+    for (int rep = 0; rep < 3; ++rep) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (const auto& v : w.views) matmul(v, x.data(), 1, y.data(), pool(), {isa()});
+      const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      best_gemv = std::max(best_gemv, double(total) / sec / 1e9);
+    }
+  }
+  st.counters["gemv_GB/s"] = best_gemv;
+  st.counters["read_GB/s"] = best_bw;
+  st.counters["frac"] = best_gemv / best_bw;
+}
+
 void BM_ReadBandwidth(benchmark::State& st) {
   double gbs = 0;
   for (auto _ : st) gbs = measure_read_bandwidth_gbs(pool(), size_t(st.range(0)) << 20);
@@ -117,6 +142,9 @@ void gemm_shapes(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK(BM_ReadBandwidth)->Arg(1024)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_GemvRoofline, q8_0, DType::Q8_0)->Args({1408, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_GemvRoofline, q4_0, DType::Q4_0)->Args({1408, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_GemvRoofline, bf16, DType::BF16)->Args({1408, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Gemv, q8_0, DType::Q8_0)->Apply(gemv_shapes);
 BENCHMARK_CAPTURE(BM_Gemv, q4_0, DType::Q4_0)->Apply(gemv_shapes);
 BENCHMARK_CAPTURE(BM_Gemv, bf16, DType::BF16)->Apply(gemv_shapes);

@@ -22,6 +22,7 @@ struct F32Row {
   static F32Row make(const WeightView& w, int64_t n) { return {reinterpret_cast<const float*>(w.row(n))}; }
   void begin(int64_t) {}
   __m256 load8(int64_t k) const { return _mm256_loadu_ps(p + k); }
+  void prefetch(int64_t k, int bytes) const { _mm_prefetch(reinterpret_cast<const char*>(p + k) + bytes, _MM_HINT_T0); }
   float one(int64_t k) const { float f; std::memcpy(&f, p + k, 4); return f; }
 };
 
@@ -35,6 +36,7 @@ struct BF16Row {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   }
   float one(int64_t k) const { return bf16_to_f32(p[k]); }
+  void prefetch(int64_t k, int bytes) const { _mm_prefetch(reinterpret_cast<const char*>(p + k) + bytes, _MM_HINT_T0); }
 };
 
 struct F16Row {
@@ -44,6 +46,7 @@ struct F16Row {
   void begin(int64_t) {}
   __m256 load8(int64_t k) const { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + k))); }
   float one(int64_t k) const { return f16_to_f32(p[k]); }
+  void prefetch(int64_t k, int bytes) const { _mm_prefetch(reinterpret_cast<const char*>(p + k) + bytes, _MM_HINT_T0); }
 };
 
 // e4m3 bits placed in an f16 (sign at 15, exponent+mantissa at 13..7) are the same value
@@ -70,6 +73,7 @@ struct F8Row {
     return _mm256_mul_ps(_mm256_cvtph_ps(h), s);
   }
   float one(int64_t k) const { return detail::fp8_e4m3_table()[p[k]] * s1; }
+  void prefetch(int64_t k, int bytes) const { _mm_prefetch(reinterpret_cast<const char*>(p + k) + bytes, _MM_HINT_T0); }
 };
 
 struct FloatTile {
@@ -80,6 +84,8 @@ struct FloatTile {
   float* y;        // y[i0, n0], stride ldy
   int64_t ldy;
 };
+
+constexpr int kPrefetch = 512;  // bytes ahead in each weight row
 
 template <class L, int R, int C>
 void float_tile(const FloatTile& t) {
@@ -100,7 +106,10 @@ void float_tile(const FloatTile& t) {
     for (int64_t k = kb; k < ke; k += 8) {
       __m256 wv[C];
       _Pragma("GCC unroll 8")
-      for (int c = 0; c < C; ++c) wv[c] = rows[c].load8(k);
+      for (int c = 0; c < C; ++c) {
+        rows[c].prefetch(k, kPrefetch);
+        wv[c] = rows[c].load8(k);
+      }
       _Pragma("GCC unroll 8")
       for (int r = 0; r < R; ++r) {
         const __m256 xv = _mm256_loadu_ps(t.x + r * K + k);
@@ -134,7 +143,10 @@ void float_tile(const FloatTile& t) {
 }
 
 constexpr int kR = 4, kC = 3;  // GEMM tile: 12 accumulators + 3 weights + 1 x = 16 ymm
-constexpr int kCGemv = 4;      // columns per tile when only one row of x is left
+constexpr int kCGemv = 4;      // table width (columns per tile up to this)
+// With one row of x left (decode), one weight row at a time: one sequential stream, which
+// with the software prefetch below streams fastest.
+constexpr int kGemvC = 1;
 using TileFn = void (*)(const FloatTile&);
 
 template <class L, size_t... I>
@@ -154,7 +166,7 @@ void run_float(const Job& job, int64_t n0, int64_t n1) {
     const int64_t p1 = std::min(n1, p0 + panel);
     for (int64_t i0 = 0; i0 < m; i0 += kR) {
       const int r = int(std::min<int64_t>(kR, m - i0));
-      const int cmax = r == 1 ? kCGemv : kC;
+      const int cmax = r == 1 ? kGemvC : kC;
       for (int64_t c0 = p0; c0 < p1; c0 += cmax) {
         const int c = int(std::min<int64_t>(cmax, p1 - c0));
         FloatTile t{&w, job.x + i0 * K, K, c0, job.y + i0 * N + c0, N};
