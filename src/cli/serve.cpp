@@ -1,11 +1,135 @@
-// Placeholder until the subcommand lands.
+// fathom serve: an OpenAI/DeepSeek-compatible HTTP API over the continuous-batching engine.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include <fmt/format.h>
+
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/error.h"
+#include "runtime/engine.h"
+#include "server/api.h"
+#include "server/http.h"
+#include "template/chat_template.h"
+#include "tokenizer/tokenizer.h"
 
 namespace fathom::cli {
-void add_serve(CLI::App& app) {
-  auto* sub = app.add_subcommand("serve", "(not available yet)");
-  sub->allow_extras();
-  sub->callback([] { fail("'serve' is not available in this build"); });
+
+namespace {
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) {
+    b /= 1024;
+    ++u;
+  }
+  return fmt::format("{:.1f} {}", b, units[u]);
 }
+
+}  // namespace
+
+void add_serve(CLI::App& app) {
+  struct Args {
+    ModelArgs m;
+    std::string host = "127.0.0.1";
+    int port = 8080;
+    std::string api_key;
+    int64_t max_batch = 8;
+    int64_t ctx = 4096;
+    int64_t queue = 64;
+    int64_t prefill_chunk = 256;
+    size_t max_body = 8u << 20;
+    std::string name;
+  };
+  auto a = std::make_shared<Args>();
+  auto* sub = app.add_subcommand("serve", "OpenAI/DeepSeek-compatible HTTP API with continuous batching");
+  a->m.add(sub);
+  sub->add_option("--host", a->host, "address to listen on");
+  sub->add_option("--port", a->port, "port (0: any free port)")->check(CLI::Range(0, 65535));
+  sub->add_option("--api-key", a->api_key, "require 'Authorization: Bearer KEY'");
+  sub->add_option("--max-batch", a->max_batch, "sequences decoded together (KV slots)")->check(CLI::PositiveNumber);
+  sub->add_option("--ctx", a->ctx, "tokens per sequence (prompt + completion)")->check(CLI::Range(2, 1 << 24));
+  sub->add_option("--queue", a->queue, "waiting requests beyond which the server answers 429")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--prefill-chunk", a->prefill_chunk, "prompt tokens per sequence per step")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--max-body", a->max_body, "largest request body in bytes (413 beyond)");
+  sub->add_option("--served-model-name", a->name, "model id in the API (default: the directory name)");
+  sub->callback([a] {
+    // Signals are taken by one thread with sigwait; every other thread inherits the mask.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+    auto model = load_model(a->m.model, a->m.load_opts());
+    Tokenizer tok = Tokenizer::load(a->m.model);
+    std::optional<ChatTemplate> tmpl;
+    try {
+      tmpl = ChatTemplate::load(a->m.model);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "fathom serve: no chat template (%s); /v1/chat/completions is off\n", e.what());
+    }
+    if (tok.vocab_size() > model->config().vocab_size)
+      std::fprintf(stderr, "fathom serve: warning: the tokenizer has %d ids but the model only %lld\n",
+                   tok.vocab_size(), (long long)model->config().vocab_size);
+
+    EngineOpts eo;
+    eo.max_batch = a->max_batch;
+    eo.max_ctx = a->ctx;
+    eo.max_queue = a->queue;
+    eo.prefill_chunk = a->prefill_chunk;
+    eo.step_prefill_budget = std::max<int64_t>(a->prefill_chunk, 512);
+    eo.attn = parse_attn(a->m.attn);
+    Engine engine(*model, eo);
+
+    server::ApiDeps deps;
+    deps.engine = &engine;
+    deps.tokenizer = &tok;
+    deps.chat_template = tmpl ? &*tmpl : nullptr;
+    deps.model_id = a->name.empty() ? std::filesystem::path(a->m.model).lexically_normal().filename().string() : a->name;
+    if (deps.model_id.empty()) deps.model_id = std::filesystem::absolute(a->m.model).parent_path().filename().string();
+    deps.api_key = a->api_key;
+    deps.weight_bytes = model->weight_bytes();
+    server::Api api(deps);
+
+    http::ServerOpts so;
+    so.host = a->host;
+    so.port = a->port;
+    so.max_body = a->max_body;
+    http::Server srv(so, [&api](const http::Request& rq, http::Responder& rs) { api.handle(rq, rs); });
+    const int port = srv.listen();
+
+    const ModelConfig& cfg = model->config();
+    std::fprintf(stderr,
+                 "fathom serve: model %s (%s, %lld layers, vocab %lld)\n"
+                 "fathom serve: memory: weights %s + KV pool %s (%lld slots x %lld tokens) = %s\n"
+                 "fathom serve: listening on http://%s:%d\n",
+                 deps.model_id.c_str(), arch_name(cfg.arch), (long long)cfg.num_hidden_layers,
+                 (long long)cfg.vocab_size, human_bytes(double(model->weight_bytes())).c_str(),
+                 human_bytes(double(engine.kv_bytes())).c_str(), (long long)eo.max_batch, (long long)eo.max_ctx,
+                 human_bytes(double(model->weight_bytes() + engine.kv_bytes())).c_str(), a->host.c_str(), port);
+    std::fflush(stderr);
+
+    std::thread sig([&srv, sigs] {
+      int s = 0;
+      sigwait(&sigs, &s);
+      srv.stop();
+    });
+    srv.run();
+    // Wake the signal thread if run() ended for another reason.
+    pthread_kill(sig.native_handle(), SIGTERM);
+    sig.join();
+    std::fprintf(stderr, "fathom serve: stopped\n");
+  });
+}
+
 }  // namespace fathom::cli

@@ -1,0 +1,153 @@
+#pragma once
+// Continuous-batching engine: one thread owns the model and the KV pool; requests join and
+// leave the running batch between steps, and every step is one batched forward over all
+// running sequences (decode tokens plus prefill chunks of newly admitted ones).
+// It speaks token ids only: no text, no HTTP.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "model/model.h"
+#include "runtime/sampler.h"
+
+namespace fathom {
+
+struct EngineOpts {
+  int64_t max_batch = 8;         // KV slots = sequences decoded together
+  int64_t max_ctx = 4096;        // tokens per slot (prompt + completion)
+  int64_t max_queue = 64;        // waiting requests beyond which submit() refuses
+  int64_t prefill_chunk = 256;   // prompt tokens per sequence per step
+  int64_t step_prefill_budget = 512;  // prompt tokens per step over all sequences
+  AttnMode attn = AttnMode::Absorbed;
+};
+
+struct GenRequest {
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+  int64_t max_tokens = 16;           // clipped to what the context leaves
+  std::vector<int32_t> stop_ids;     // finish (reason Stop) after emitting one of these
+  int top_logprobs = -1;             // -1: no logprobs; 0..20: that many alternatives
+};
+
+enum class FinishReason { None, Stop, Length, Cancelled, Error };
+
+struct TokenLogprob {
+  int32_t id = 0;
+  float logprob = 0;
+};
+
+struct GenEvent {
+  enum Kind { Token, Done } kind = Token;
+  int32_t token = 0;
+  float logprob = 0;                     // when logprobs were asked for
+  std::vector<TokenLogprob> top;         // top_logprobs alternatives, best first
+  FinishReason reason = FinishReason::None;
+  std::string error;                     // reason Error
+};
+
+// The channel between the engine thread (producer) and one request's consumer.
+class GenStream {
+ public:
+  // Waits up to `timeout` for the next event. False on timeout.
+  bool next(GenEvent& out, std::chrono::milliseconds timeout);
+  // Asks the engine to drop the sequence; it frees the slot at the next step.
+  void cancel() { cancelled_.store(true); }
+  bool cancelled() const { return cancelled_.load(); }
+  // Prompt tokens whose KV was reused from an earlier request (known once admitted).
+  int64_t cached_tokens() const { return cached_.load(); }
+  int64_t prompt_tokens() const { return prompt_tokens_; }
+
+ private:
+  friend class Engine;
+  void push(GenEvent ev);
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<GenEvent> events_;
+  std::atomic<bool> cancelled_{false};
+  std::atomic<int64_t> cached_{0};
+  int64_t prompt_tokens_ = 0;
+};
+
+struct EngineStats {
+  int64_t requests = 0;           // admitted since start
+  int64_t prompt_tokens = 0;
+  int64_t cached_prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  int64_t running = 0, queued = 0;
+  int64_t slots = 0, max_ctx = 0;
+  int64_t kv_tokens_used = 0;     // tokens held by running sequences
+  double tokens_per_s = 0;        // completion tokens per second over the last few seconds
+  int64_t steps = 0;
+};
+
+struct QueueFull : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class Engine {
+ public:
+  Engine(Model& model, const EngineOpts& opts);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a request. Throws QueueFull past max_queue, fathom::Error when the prompt is
+  // empty or does not fit the context.
+  std::shared_ptr<GenStream> submit(GenRequest req);
+  EngineStats stats() const;
+  const EngineOpts& opts() const { return opts_; }
+  size_t kv_bytes() const { return cache_.bytes(); }
+
+ private:
+  struct Seq;
+  struct Slot {
+    std::vector<int32_t> cached;  // tokens whose KV this slot holds (prefix cache)
+    uint64_t last_used = 0;
+    bool busy = false;
+  };
+  void loop();
+  void admit();
+  void step();
+  void finish(Seq& s, FinishReason r, const std::string& err = {});
+  void record_rate(int64_t tokens);
+
+  Model& model_;
+  EngineOpts opts_;
+  KvCache cache_;
+  int64_t vocab_;
+  std::vector<Slot> slots_;
+  std::vector<std::unique_ptr<Seq>> running_;
+  std::vector<SeqChunk> batch_;         // reused every step
+  std::vector<Seq*> batch_seqs_;        // the sequence behind each batch row
+  std::vector<float> logits_;           // [max_batch, vocab]
+  uint64_t clock_ = 0;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Seq>> waiting_;
+  bool stop_ = false;
+
+  // Counters read by stats() from other threads.
+  std::atomic<int64_t> n_requests_{0}, n_prompt_{0}, n_cached_{0}, n_completion_{0}, n_running_{0},
+      n_kv_used_{0}, n_steps_{0};
+  // Completion tokens per wall-clock second over a short ring of seconds (no allocation).
+  static constexpr int kRateSecs = 8;
+  mutable std::mutex rate_mu_;
+  int64_t rate_sec_[kRateSecs] = {};
+  int64_t rate_tok_[kRateSecs] = {};
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+
+  std::thread thread_;
+};
+
+const char* finish_reason_name(FinishReason r);
+
+}  // namespace fathom

@@ -1,0 +1,346 @@
+#include "server/api.h"
+
+#include <chrono>
+#include <ctime>
+#include <regex>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "server/text_stream.h"
+#include "template/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace fathom::server {
+
+namespace {
+
+constexpr int kMaxJsonDepth = 64;
+
+// Deeply nested JSON would make copies and destruction recurse without bound.
+bool json_too_deep(std::string_view s) {
+  int depth = 0;
+  bool in_str = false, esc = false;
+  for (char c : s) {
+    if (in_str) {
+      if (esc) esc = false;
+      else if (c == '\\') esc = true;
+      else if (c == '"') in_str = false;
+    } else if (c == '"') {
+      in_str = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
+
+bool same_key(const std::string& a, const std::string& b) {
+  // Compares in time independent of where they differ.
+  unsigned diff = unsigned(a.size() ^ b.size());
+  for (size_t i = 0; i < a.size(); ++i) diff |= unsigned(a[i] ^ (i < b.size() ? b[i] : 0));
+  return diff == 0;
+}
+
+}  // namespace
+
+struct Api::Gen {
+  ParsedRequest pr;
+  std::string id;
+  int64_t created = 0;
+  std::vector<int32_t> prompt;
+  bool start_in_reasoning = false;
+  std::string content, reasoning;
+  std::vector<LogprobEntry> logprobs;  // non-streaming: all; streaming: not yet sent
+  std::vector<int32_t> ids;            // generated ids: non-streaming: all; streaming: not yet sent
+  size_t text_offset = 0;              // completions logprobs: offset of the next token
+  Usage usage;
+  std::string finish;
+};
+
+Api::Api(ApiDeps deps) : d_(std::move(deps)), created_(int64_t(std::time(nullptr))) {
+  if (d_.chat_template) {
+    const std::regex tools_var(R"(\btools\b)");
+    caps_.tools = std::regex_search(d_.chat_template->source(), tools_var);
+  }
+  if (auto e = d_.tokenizer->eos_id()) stop_ids_.push_back(*e);
+}
+
+void Api::count(int status) {
+  std::lock_guard lk(mu_);
+  ++by_status_[status];
+}
+
+void Api::send_json(http::Responder& resp, int status, const json& j) {
+  count(status);
+  resp.respond(status, "application/json", j.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+void Api::send_error(http::Responder& resp, const ApiError& e) {
+  send_json(resp, e.status, error_body(e.status, e.what(), e.param, e.code));
+}
+
+void Api::handle(const http::Request& req, http::Responder& resp) {
+  try {
+    const std::string& p = req.path;
+    if (p == "/health") {
+      if (req.method != "GET") throw ApiError(405, "use GET");
+      return send_json(resp, 200, {{"status", "ok"}});
+    }
+    if (!d_.api_key.empty()) {
+      const std::string auth = req.header("authorization");
+      if (auth.rfind("Bearer ", 0) != 0 || !same_key(auth.substr(7), d_.api_key))
+        throw ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY')", "", "invalid_api_key");
+    }
+    if (p == "/metrics") {
+      if (req.method != "GET") throw ApiError(405, "use GET");
+      count(200);
+      return resp.respond(200, "text/plain; version=0.0.4", metrics());
+    }
+    const json model = {{"id", d_.model_id}, {"object", "model"}, {"created", created_}, {"owned_by", "fathom"}};
+    if (p == "/v1/models") {
+      if (req.method != "GET") throw ApiError(405, "use GET");
+      return send_json(resp, 200, {{"object", "list"}, {"data", json::array({model})}});
+    }
+    if (p.rfind("/v1/models/", 0) == 0) {
+      if (p.substr(11) != d_.model_id)
+        throw ApiError(404, fmt::format("the model '{}' does not exist", p.substr(11)), "model", "model_not_found");
+      return send_json(resp, 200, model);
+    }
+    if (p == "/v1/chat/completions" || p == "/v1/completions") {
+      if (req.method != "POST") throw ApiError(405, "use POST");
+      return generate(req, resp, p == "/v1/chat/completions");
+    }
+    throw ApiError(404, fmt::format("no route for {} {}", req.method, p));
+  } catch (const ApiError& e) {
+    send_error(resp, e);
+  } catch (const std::exception& e) {
+    send_error(resp, ApiError(500, fmt::format("internal error: {}", e.what())));
+  }
+}
+
+void Api::generate(const http::Request& req, http::Responder& resp, bool chat) {
+  if (json_too_deep(req.body)) throw ApiError(400, fmt::format("JSON nested deeper than {} levels", kMaxJsonDepth));
+  json body;
+  try {
+    body = json::parse(req.body);
+  } catch (const json::parse_error& e) {
+    throw ApiError(400, fmt::format("the body is not valid JSON: {}", e.what()));
+  }
+  Gen g;
+  g.pr = chat ? parse_chat_request(body, caps_) : parse_completion_request(body);
+  const Tokenizer& tok = *d_.tokenizer;
+  const char* prompt_param = chat ? "messages" : "prompt";
+  try {
+    if (chat) {
+      if (!d_.chat_template) throw ApiError(400, "this model has no chat template; use /v1/completions");
+      std::string text;
+      try {
+        text = d_.chat_template->render(g.pr.messages, true, g.pr.template_extra);
+      } catch (const std::exception& e) {
+        throw ApiError(400, fmt::format("the chat template failed on these messages: {}", e.what()), "messages");
+      }
+      g.start_in_reasoning = prompt_opens_reasoning(text);
+      g.prompt = tok.encode(text);
+    } else if (!g.pr.prompt_ids.empty()) {
+      g.prompt = g.pr.prompt_ids;
+    } else {
+      g.prompt = tok.encode(g.pr.prompt_text);
+    }
+  } catch (const fathom::Error& e) {
+    throw ApiError(400, e.what(), prompt_param);
+  }
+  const int64_t ctx = d_.engine->opts().max_ctx;
+  const int64_t n = int64_t(g.prompt.size());
+  if (n == 0) throw ApiError(400, "the prompt is empty", prompt_param);
+  if (n >= ctx)
+    throw ApiError(400,
+                   fmt::format("the prompt has {} tokens but the context holds {} tokens (prompt and completion "
+                               "together); shorten the prompt",
+                               n, ctx),
+                   prompt_param, "context_length_exceeded");
+  for (int32_t t : g.prompt)
+    if (t < 0 || t >= tok.vocab_size())
+      throw ApiError(400, fmt::format("token id {} is outside the vocabulary", t), prompt_param);
+  g.id = fmt::format("{}-{:x}{:08x}", chat ? "chatcmpl" : "cmpl", created_, next_id_.fetch_add(1));
+  g.created = int64_t(std::time(nullptr));
+  g.usage.prompt = n;
+  run(g, resp);
+}
+
+void Api::run(Gen& g, http::Responder& resp) {
+  const ParsedRequest& pr = g.pr;
+  const bool chat = pr.chat;
+  GenRequest gr;
+  gr.prompt = g.prompt;
+  gr.sampling = pr.sampling;
+  gr.max_tokens = pr.max_tokens.value_or(d_.engine->opts().max_ctx);
+  gr.stop_ids = stop_ids_;
+  gr.top_logprobs = pr.top_logprobs;
+  std::shared_ptr<GenStream> st;
+  try {
+    st = d_.engine->submit(std::move(gr));
+  } catch (const QueueFull& e) {
+    throw ApiError(429, "the server is busy: all slots are taken and the queue is full; retry later");
+  } catch (const fathom::Error& e) {
+    throw ApiError(400, e.what(), chat ? "messages" : "prompt");
+  }
+
+  const Tokenizer& tok = *d_.tokenizer;
+  IncrementalDecoder dec(tok, /*skip_special=*/true);
+  TextStream ts({pr.stops, chat, g.start_in_reasoning});
+  const json base = {{"id", g.id},
+                     {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                     {"created", g.created},
+                     {"model", d_.model_id},
+                     {"system_fingerprint", "fathom"}};
+  auto chunk = [&](json delta_or_text, const json& finish) {
+    json c = base;
+    json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish}};
+    if (chat) choice["delta"] = std::move(delta_or_text);
+    else choice["text"] = std::move(delta_or_text);
+    if (pr.top_logprobs >= 0 && !g.logprobs.empty()) {
+      choice["logprobs"] = chat ? chat_logprobs_json(g.logprobs) : completion_logprobs_json(g.logprobs, g.text_offset);
+      for (const auto& e : g.logprobs) g.text_offset += e.token.size();
+      g.logprobs.clear();
+    }
+    if (pr.return_token_ids) {
+      choice["token_ids"] = g.ids;
+      g.ids.clear();
+    }
+    c["choices"] = json::array({choice});
+    if (pr.include_usage) c["usage"] = nullptr;
+    return sse(c);
+  };
+  bool alive = true;
+  if (pr.stream) {
+    count(200);
+    alive = resp.start_stream(200, "text/event-stream");
+    if (alive && chat) alive = resp.write(chunk(json{{"role", "assistant"}, {"content", ""}}, nullptr));
+  }
+  auto deliver = [&](const TextDelta& d) {
+    g.content += d.content;
+    g.reasoning += d.reasoning;
+    if (!pr.stream || d.empty() || !alive) return;
+    json delta = json::object();
+    if (!d.reasoning.empty()) delta["reasoning_content"] = d.reasoning;
+    if (!d.content.empty()) delta["content"] = d.content;
+    alive = resp.write(chat ? chunk(delta, nullptr) : chunk(d.content, nullptr));
+  };
+
+  for (;;) {
+    GenEvent ev;
+    const bool got = st->next(ev, std::chrono::milliseconds(100));
+    if (!alive || resp.client_gone()) {
+      st->cancel();  // the engine frees the slot at its next step
+      disconnects_.fetch_add(1);
+      return;
+    }
+    if (!got) continue;
+    if (ev.kind == GenEvent::Token) {
+      ++g.usage.completion;
+      if (pr.return_token_ids) g.ids.push_back(ev.token);
+      if (ts.in_reasoning()) ++g.usage.reasoning;
+      if (pr.top_logprobs >= 0) {
+        LogprobEntry e;
+        e.token = tok.decode(std::span<const int32_t>(&ev.token, 1));
+        e.logprob = ev.logprob;
+        for (const auto& t : ev.top) e.top.emplace_back(tok.decode(std::span<const int32_t>(&t.id, 1)), t.logprob);
+        g.logprobs.push_back(std::move(e));
+      }
+      const TextDelta d = ts.push(dec.push(ev.token));
+      deliver(d);
+      if (ts.stopped()) {
+        st->cancel();
+        g.finish = "stop";
+        break;
+      }
+      continue;
+    }
+    if (ev.reason == FinishReason::Error || ev.reason == FinishReason::Cancelled) {
+      const ApiError e(ev.reason == FinishReason::Error ? 500 : 503,
+                       ev.reason == FinishReason::Error ? "generation failed: " + ev.error : "the server is shutting down");
+      if (pr.stream) resp.write(sse(error_body(e.status, e.what())));
+      else send_error(resp, e);
+      return;
+    }
+    g.finish = finish_reason_name(ev.reason);
+    TextDelta d = ts.push(dec.flush());
+    if (!ts.stopped()) {
+      const TextDelta rest = ts.flush();
+      d.content += rest.content;
+      d.reasoning += rest.reasoning;
+    } else {
+      g.finish = "stop";
+    }
+    deliver(d);
+    break;
+  }
+  g.usage.cached = st->cached_tokens();
+
+  if (pr.stream) {
+    if (!alive) return;
+    resp.write(chunk(chat ? json::object() : json(""), g.finish));
+    if (pr.include_usage) {
+      json u = base;
+      u["choices"] = json::array();
+      u["usage"] = usage_json(g.usage);
+      resp.write(sse(u));
+    }
+    resp.write("data: [DONE]\n\n");
+    return;
+  }
+  json choice = {{"index", 0}, {"finish_reason", g.finish}, {"logprobs", nullptr}};
+  if (pr.top_logprobs >= 0)
+    choice["logprobs"] = chat ? chat_logprobs_json(g.logprobs) : completion_logprobs_json(g.logprobs, 0);
+  if (pr.return_token_ids) choice["token_ids"] = g.ids;
+  if (chat) {
+    json msg = {{"role", "assistant"}, {"content", g.content}};
+    if (!g.reasoning.empty() || g.start_in_reasoning) msg["reasoning_content"] = g.reasoning;
+    choice["message"] = msg;
+  } else {
+    choice["text"] = g.content;
+  }
+  json out = base;
+  out["object"] = chat ? "chat.completion" : "text_completion";
+  out["choices"] = json::array({choice});
+  out["usage"] = usage_json(g.usage);
+  send_json(resp, 200, out);
+}
+
+std::string Api::metrics() const {
+  const EngineStats s = d_.engine->stats();
+  std::string o;
+  auto metric = [&](const char* name, const char* type, const char* help, double v) {
+    o += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, v);
+  };
+  metric("fathom_requests_total", "counter", "Generation requests admitted to the engine.", double(s.requests));
+  {
+    std::lock_guard lk(mu_);
+    o += "# HELP fathom_http_responses_total HTTP answers by status.\n# TYPE fathom_http_responses_total counter\n";
+    for (const auto& [code, n] : by_status_) o += fmt::format("fathom_http_responses_total{{code=\"{}\"}} {}\n", code, n);
+  }
+  metric("fathom_client_disconnects_total", "counter", "Requests cancelled because the client went away.",
+         double(disconnects_.load()));
+  metric("fathom_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", double(s.prompt_tokens));
+  metric("fathom_prompt_cache_hit_tokens_total", "counter", "Prompt tokens served from the prefix cache.",
+         double(s.cached_prompt_tokens));
+  metric("fathom_generation_tokens_total", "counter", "Completion tokens generated.", double(s.completion_tokens));
+  metric("fathom_generation_tokens_per_second", "gauge", "Completion tokens per second over the last seconds.",
+         s.tokens_per_s);
+  metric("fathom_engine_steps_total", "counter", "Batched forward passes.", double(s.steps));
+  metric("fathom_queue_depth", "gauge", "Requests waiting for a KV slot.", double(s.queued));
+  metric("fathom_running_sequences", "gauge", "Sequences in the running batch.", double(s.running));
+  metric("fathom_kv_cache_slots", "gauge", "KV cache slots (max batch).", double(s.slots));
+  metric("fathom_kv_cache_capacity_tokens", "gauge", "Tokens the KV pool holds.", double(s.slots * s.max_ctx));
+  metric("fathom_kv_cache_used_tokens", "gauge", "KV tokens held by running sequences.", double(s.kv_tokens_used));
+  metric("fathom_kv_cache_usage_ratio", "gauge", "Used share of the KV pool.",
+         double(s.kv_tokens_used) / double(std::max<int64_t>(1, s.slots * s.max_ctx)));
+  metric("fathom_kv_cache_bytes", "gauge", "Bytes of the KV pool.", double(d_.engine->kv_bytes()));
+  metric("fathom_weight_bytes", "gauge", "Bytes of model weights in memory.", double(d_.weight_bytes));
+  return o;
+}
+
+}  // namespace fathom::server

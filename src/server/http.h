@@ -1,0 +1,86 @@
+#pragma once
+// A small HTTP/1.1 server on POSIX sockets: keep-alive, Content-Length bodies with a size
+// limit, read deadlines against slow clients, chunked streaming responses, and a way for a
+// handler to notice that its client went away while it waits.
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+
+namespace fathom::http {
+
+struct Request {
+  std::string method;
+  std::string path;    // without the query string
+  std::string query;
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::string body;
+  std::string header(const std::string& lower_name) const {
+    auto it = headers.find(lower_name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+};
+
+// What a handler uses to answer: either respond() once, or start_stream() then write()
+// chunks (the connection ends the stream when the handler returns).
+class Responder {
+ public:
+  virtual ~Responder() = default;
+  virtual void respond(int status, std::string_view content_type, std::string_view body) = 0;
+  virtual bool start_stream(int status, std::string_view content_type) = 0;
+  // False once the client is gone.
+  virtual bool write(std::string_view data) = 0;
+  // True when the peer closed its side (checked without blocking).
+  virtual bool client_gone() = 0;
+};
+
+using Handler = std::function<void(const Request&, Responder&)>;
+
+struct ServerOpts {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  size_t max_body = 8u << 20;       // bigger bodies get 413
+  size_t max_header = 64u << 10;    // bigger header blocks get 431
+  int header_timeout_ms = 10000;    // to read a whole request head (slow clients)
+  int body_timeout_ms = 30000;      // to read a whole body
+  int idle_timeout_ms = 60000;      // keep-alive wait for the next request
+  int write_timeout_ms = 30000;     // a client that stops reading is dropped
+  int max_connections = 256;        // beyond: 503 and close
+};
+
+class Server {
+ public:
+  Server(const ServerOpts& opts, Handler handler);
+  ~Server();
+  // Binds and listens; throws fathom::Error on failure. Returns the bound port.
+  int listen();
+  // Accepts connections until stop(); each runs on its own thread.
+  void run();
+  void stop();
+
+ private:
+  void serve_conn(int fd);
+  void reap(bool all);
+
+  ServerOpts opts_;
+  Handler handler_;
+  int listen_fd_ = -1;
+  int wake_[2] = {-1, -1};  // self-pipe to interrupt poll() in run()
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  struct Conn {
+    std::thread thread;
+    std::atomic<bool> done{false};
+    int fd = -1;
+  };
+  std::list<Conn> conns_;
+};
+
+const char* status_text(int status);
+
+}  // namespace fathom::http
