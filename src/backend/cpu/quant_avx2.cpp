@@ -86,7 +86,7 @@ void pair_tile(const PairTile& t) {
     _Pragma("GCC unroll 8")
     for (int c = 0; c < C; ++c) {
       const uint8_t* blk = t.w + c * t.wstride + p * kPairBytes;
-      _mm_prefetch(reinterpret_cast<const char*>(blk) + 512, _MM_HINT_T0);  // decode streams from DRAM
+      _mm_prefetch(reinterpret_cast<const char*>(blk) + 1024, _MM_HINT_T0);  // decode streams from DRAM
       const WPair w = load_pair<Q4>(blk, single);
       _Pragma("GCC unroll 8")
       for (int r = 0; r < R; ++r) {
