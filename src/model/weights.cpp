@@ -60,6 +60,7 @@ Weights::Weights(const std::string& dir, const ModelConfig& cfg, const std::vect
                  const LoadOpts& opts)
     : store_(TensorStore::open(dir)) {
   const auto quant = parse_quant(opts.quant);
+  ThreadPool pool(quant ? opts.threads : 1);  // requantizing a large model is worth all cores
   Progress progress(opts.progress, table.size());
   for (const WeightSpec& spec : table) {
     progress.step();
@@ -116,11 +117,13 @@ Weights::Weights(const std::string& dir, const ModelConfig& cfg, const std::vect
       q.block_scale = nullptr;
       const size_t rb = dtype_bytes(*quant, w.cols);
       auto buf = std::make_unique<uint8_t[]>(rb * size_t(w.rows));
-      std::vector<float> row(size_t(w.cols));
-      for (int64_t r = 0; r < w.rows; ++r) {
-        cpu::dequantize_row(w, r, row.data());
-        cpu::quantize_row(*quant, row.data(), w.cols, buf.get() + rb * size_t(r));
-      }
+      pool.parallel_for(w.rows, 16, [&](int64_t r0, int64_t r1, int) {
+        std::vector<float> row(static_cast<size_t>(w.cols));  // [cols]
+        for (int64_t r = r0; r < r1; ++r) {
+          cpu::dequantize_row(w, r, row.data());
+          cpu::quantize_row(*quant, row.data(), w.cols, buf.get() + rb * size_t(r));
+        }
+      });
       q.data = buf.get();
       owned_.push_back(std::move(buf));
       w = q;
