@@ -38,6 +38,7 @@ void add_bench(CLI::App& app) {
     return mb >= 1;
   }, "read-bandwidth probe buffer, MiB (default 1024)");
   sub->add_flag("--json", a->json, "one JSON object on stdout");
+  sub->add_flag("--breakdown", a->b.breakdown, "also time each part of a decode step (embed, layers, lm_head)");
   sub->callback([a] {
     LoadOpts lo = a->m.load_opts();
     if (a->json) lo.progress = false;
@@ -57,6 +58,9 @@ void add_bench(CLI::App& app) {
           {"bytes_per_token", r.bytes_per_token}, {"effective_gbs", r.effective_gbs},
           {"bandwidth_gbs", r.bandwidth_gbs}, {"roofline_tok_s", r.roofline_tok_s},
           {"roofline_pct", 100.0 * r.roofline_frac}, {"peak_rss_bytes", r.peak_rss_bytes}};
+      if (a->b.breakdown)
+        j["decode_breakdown_ms"] = {{"embed", r.breakdown.embed_ms}, {"layers", r.breakdown.layer_ms},
+                                    {"head", r.breakdown.head_ms}};
       std::printf("%s\n", j.dump().c_str());
       return;
     }
@@ -72,6 +76,12 @@ void add_bench(CLI::App& app) {
       std::printf("roofline   %.1f GB/s read bandwidth -> %.1f tok/s; decode at %.0f%% of it\n", r.bandwidth_gbs,
                   r.roofline_tok_s, 100.0 * r.roofline_frac);
     std::printf("memory     %s peak resident\n", human_bytes(double(r.peak_rss_bytes)).c_str());
+    if (a->b.breakdown) {
+      const DecodeBreakdown& d = r.breakdown;
+      std::printf("decode step, mean ms: embed %.2f | layers", d.embed_ms);
+      for (double ms : d.layer_ms) std::printf(" %.1f", ms);
+      std::printf(" | final norm + lm_head %.1f\n", d.head_ms);
+    }
   });
 }
 

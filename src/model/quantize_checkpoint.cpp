@@ -1,5 +1,6 @@
 #include "model/quantize_checkpoint.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -100,6 +101,16 @@ void write_requantized(const cpu::WeightView& w, DType fmt, SafetensorsWriter& o
   }
 }
 
+// Drops the source's mapped pages of a tensor already written from this process's resident
+// set (they stay in the page cache and fault back in if touched): without it, streaming a
+// checkpoint would leave the whole source resident.
+void release_pages(const void* data, size_t n) {
+  const auto page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t b = reinterpret_cast<uintptr_t>(data) / page * page;
+  const uintptr_t e = reinterpret_cast<uintptr_t>(data) + n;
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);  // advisory: failure is harmless
+}
+
 }  // namespace
 
 QuantizeCheckpointResult quantize_checkpoint(const QuantizeCheckpointOpts& o) {
@@ -189,6 +200,8 @@ QuantizeCheckpointResult quantize_checkpoint(const QuantizeCheckpointOpts& o) {
       } else {
         w.write(p.src->data, p.src->nbytes);
       }
+      release_pages(p.src->data, p.src->nbytes);
+      if (p.requant && p.requant->block_scale) release_pages(p.requant->block_scale, 4);
       res.bytes_in += p.src->nbytes;
       res.bytes_out += SafetensorsWriter::entry_bytes(p.entry);
       ++res.tensors;

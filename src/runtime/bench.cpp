@@ -44,6 +44,38 @@ double decode_run(Model& model, KvCache& cache, int32_t first, int64_t n, const 
   return seconds_since(t0);
 }
 
+// A separate untimed-overall pass with the trace on: the trace copies nothing, only stamps
+// the clock, so the parts add up to about one plain step.
+DecodeBreakdown decode_breakdown(Model& model, KvCache& cache, int32_t first, int64_t n, AttnMode attn,
+                                 std::vector<float>& logits) {
+  const int64_t V = model.config().vocab_size, L = model.config().num_hidden_layers;
+  DecodeBreakdown b;
+  b.layer_ms.assign(size_t(L), 0.0);
+  Clock::time_point last;
+  TraceFn trace = [&](const std::string& name, const float*, int64_t, int64_t) {
+    const auto now = Clock::now();
+    const double ms = std::chrono::duration<double, std::milli>(now - last).count();
+    if (name == "embed") b.embed_ms += ms;
+    else if (name.rfind("layer.", 0) == 0) b.layer_ms[size_t(std::stoll(name.substr(6)))] += ms;
+    else if (name == "final_norm") b.head_ms += ms;
+    last = now;
+  };
+  ForwardOpts fo;
+  fo.attn = attn;
+  fo.trace = &trace;
+  int32_t tok = first;
+  for (int64_t i = 0; i < n; ++i) {
+    last = Clock::now();
+    model.forward({SeqChunk{0, i, &tok, 1, false}}, cache, logits.data(), fo);
+    b.head_ms += std::chrono::duration<double, std::milli>(Clock::now() - last).count();
+    tok = argmax(logits.data(), V);
+  }
+  b.embed_ms /= double(n);
+  b.head_ms /= double(n);
+  for (double& x : b.layer_ms) x /= double(n);
+  return b;
+}
+
 }  // namespace
 
 size_t peak_rss_bytes() {
@@ -75,6 +107,7 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
   r.prompt_tokens = o.prompt_tokens;
   r.decode_tokens = o.decode_tokens;
   std::vector<double> prefill, decode, steps;
+  if (o.breakdown) r.breakdown = decode_breakdown(model, cache, prompt[0], o.decode_tokens, o.attn, logits);
   for (int rep = 0; rep < o.reps; ++rep) {
     const auto t0 = Clock::now();
     model.forward({SeqChunk{0, 0, prompt.data(), o.prompt_tokens, false}}, cache, logits.data(), fo);

@@ -19,6 +19,15 @@ struct BenchOpts {
   size_t bandwidth_bytes = size_t(1) << 30;  // probe buffer, well above the last-level cache
   AttnMode attn = AttnMode::Absorbed;
   uint64_t seed = 0;             // of the pseudo-random prompt ids
+  bool breakdown = false;        // time the parts of each decode step (via the layer trace)
+};
+
+// Where a decode step's time goes, from timestamps at the model's trace points: embedding,
+// each decoder layer (attention + FFN), and the final norm + lm_head. Mean ms per step.
+struct DecodeBreakdown {
+  double embed_ms = 0;
+  std::vector<double> layer_ms;  // [L]
+  double head_ms = 0;            // final norm + lm_head + the rest of forward
 };
 
 struct BenchResult {
@@ -34,6 +43,7 @@ struct BenchResult {
   double roofline_tok_s = 0;                 // bandwidth / bytes_per_token
   double roofline_frac = 0;                  // decode tok/s / roofline tok/s
   size_t peak_rss_bytes = 0;                 // VmHWM before the bandwidth probe
+  DecodeBreakdown breakdown;                 // filled when opts.breakdown
 };
 
 BenchResult run_bench(Model& model, const BenchOpts& opts);
