@@ -1,6 +1,9 @@
 // fathom serve: an OpenAI/DeepSeek-compatible HTTP API over the continuous-batching engine.
 #include <pthread.h>
 #include <signal.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <cstdio>
 #include <filesystem>
@@ -46,6 +49,7 @@ void add_serve(CLI::App& app) {
     int64_t queue = 64;
     int64_t prefill_chunk = 256;
     size_t max_body = 8u << 20;
+    double read_timeout = 10;
     std::string name;
   };
   auto a = std::make_shared<Args>();
@@ -61,6 +65,8 @@ void add_serve(CLI::App& app) {
   sub->add_option("--prefill-chunk", a->prefill_chunk, "prompt tokens per sequence per step")
       ->check(CLI::PositiveNumber);
   sub->add_option("--max-body", a->max_body, "largest request body in bytes (413 beyond)");
+  sub->add_option("--read-timeout", a->read_timeout, "seconds a client may take to send a request head or body")
+      ->check(CLI::PositiveNumber);
   sub->add_option("--served-model-name", a->name, "model id in the API (default: the directory name)");
   sub->callback([a] {
     // Signals are taken by one thread with sigwait; every other thread inherits the mask.
@@ -69,6 +75,11 @@ void add_serve(CLI::App& app) {
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+#if defined(__GLIBC__)
+    // One malloc arena per connection thread would keep each thread's freed pages; the
+    // request threads allocate little, so two arenas let memory return to the idle level.
+    mallopt(M_ARENA_MAX, 2);
+#endif
 
     auto model = load_model(a->m.model, a->m.load_opts());
     Tokenizer tok = Tokenizer::load(a->m.model);
@@ -105,6 +116,8 @@ void add_serve(CLI::App& app) {
     so.host = a->host;
     so.port = a->port;
     so.max_body = a->max_body;
+    so.header_timeout_ms = int(a->read_timeout * 1000);
+    so.body_timeout_ms = int(a->read_timeout * 1000);
     http::Server srv(so, [&api](const http::Request& rq, http::Responder& rs) { api.handle(rq, rs); });
     const int port = srv.listen();
 

@@ -146,10 +146,24 @@ void Engine::record_rate(int64_t tokens) {
 }
 
 void Engine::loop() {
+  bool trim_pending = false;
   for (;;) {
     {
       std::unique_lock lk(mu_);
-      cv_.wait(lk, [&] { return stop_ || !waiting_.empty() || !running_.empty(); });
+      auto ready = [&] { return stop_ || !waiting_.empty() || !running_.empty(); };
+      if (trim_pending) {
+        // Once idle for a moment (the request threads have freed their buffers too), give
+        // freed pages back so the idle footprint returns to weights + KV pool.
+        if (!cv_.wait_for(lk, std::chrono::milliseconds(200), ready)) {
+          trim_pending = false;
+#if defined(__GLIBC__)
+          malloc_trim(0);
+#endif
+          continue;
+        }
+      } else {
+        cv_.wait(lk, ready);
+      }
       if (stop_) return;
     }
     admit();
@@ -169,18 +183,7 @@ void Engine::loop() {
     int64_t used = 0;
     for (auto& s : running_) used += s->pos;
     n_kv_used_.store(used);
-    if (running_.empty()) {
-      bool idle;
-      {
-        std::lock_guard lk(mu_);
-        idle = waiting_.empty();
-      }
-#if defined(__GLIBC__)
-      // Per-request buffers (samplers, token lists) are freed by now; give the pages back
-      // so the idle footprint stays at weights + KV pool.
-      if (idle) malloc_trim(0);
-#endif
-    }
+    if (running_.empty()) trim_pending = true;
   }
 }
 
