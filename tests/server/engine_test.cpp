@@ -45,8 +45,11 @@ std::vector<int32_t> prompt_of(int i, int len) {
 
 }  // namespace
 
+// Model::forward is not reentrant: references come from a second instance of the model while
+// the engine owns the first.
 TEST(Engine, BatchedRequestsMatchGenerateAlone) {
   auto model = load_model(kModel, LoadOpts{2, "", false});
+  auto ref = load_model(kModel, LoadOpts{1, "", false});
   EngineOpts eo;
   eo.max_batch = 4;  // 10 requests: some wait in the queue
   eo.max_ctx = 128;
@@ -65,7 +68,7 @@ TEST(Engine, BatchedRequestsMatchGenerateAlone) {
     GenerateOpts g;
     g.max_new_tokens = 6 + i;
     g.sampling.temperature = 0;
-    EXPECT_EQ(got.tokens, generate(*model, prompt_of(i, 5 + 3 * i), g)) << "request " << i;
+    EXPECT_EQ(got.tokens, generate(*ref, prompt_of(i, 5 + 3 * i), g)) << "request " << i;
     EXPECT_EQ(got.reason, FinishReason::Length);
   }
   EXPECT_EQ(engine.stats().completion_tokens, 6 * 10 + 45);
@@ -73,6 +76,7 @@ TEST(Engine, BatchedRequestsMatchGenerateAlone) {
 
 TEST(Engine, PrefixCacheReusesKvWithoutChangingTheResult) {
   auto model = load_model(kModel, LoadOpts{2, "", false});
+  auto ref = load_model(kModel, LoadOpts{1, "", false});
   EngineOpts eo;
   eo.max_batch = 2;
   eo.max_ctx = 64;
@@ -96,11 +100,12 @@ TEST(Engine, PrefixCacheReusesKvWithoutChangingTheResult) {
   GenerateOpts g;
   g.max_new_tokens = 5;
   g.sampling.temperature = 0;
-  EXPECT_EQ(got.tokens, generate(*model, c.prompt, g));
+  EXPECT_EQ(got.tokens, generate(*ref, c.prompt, g));
 }
 
 TEST(Engine, CancelFreesTheSlotAndStopIdsFinish) {
   auto model = load_model(kModel, LoadOpts{2, "", false});
+  auto ref = load_model(kModel, LoadOpts{1, "", false});
   EngineOpts eo;
   eo.max_batch = 1;
   eo.max_ctx = 512;
@@ -122,15 +127,15 @@ TEST(Engine, CancelFreesTheSlotAndStopIdsFinish) {
   GenerateOpts g;
   g.max_new_tokens = 3;
   g.sampling.temperature = 0;
-  const auto ref = generate(*model, longr.prompt, g);
+  const auto expect = generate(*ref, longr.prompt, g);
   s2->cancel();
   drain(*s2);
   GenRequest stop = longr;
-  stop.stop_ids = {ref[1]};
+  stop.stop_ids = {expect[1]};
   Result r3 = drain(*engine.submit(stop));
   EXPECT_EQ(r3.reason, FinishReason::Stop);
-  const auto first = std::find(ref.begin(), ref.end(), ref[1]);
-  EXPECT_EQ(r3.tokens, std::vector<int32_t>(ref.begin(), first + 1));
+  const auto first = std::find(expect.begin(), expect.end(), expect[1]);
+  EXPECT_EQ(r3.tokens, std::vector<int32_t>(expect.begin(), first + 1));
 }
 
 TEST(Engine, RejectsPromptsThatDoNotFit) {
