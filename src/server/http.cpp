@@ -198,6 +198,22 @@ class ConnResponder final : public Responder {
   bool ok_ = true;
 };
 
+// Closing with unread input makes the kernel send a reset, which can destroy a response (413,
+// 408) the client has not read yet: stop writing, then drain what the client still sends for
+// a short while.
+void linger_close(int fd) {
+  ::shutdown(fd, SHUT_WR);
+  const auto deadline = Clock::now() + std::chrono::milliseconds(1000);
+  char tmp[16384];
+  size_t drained = 0;
+  pollfd p{fd, POLLIN, 0};
+  while (drained < (64u << 20) && ::poll(&p, 1, ms_left(deadline)) > 0) {
+    const ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
+    if (n <= 0) break;
+    drained += size_t(n);
+  }
+}
+
 void simple(Sock& c, int status, std::string_view msg) {
   ConnResponder r(c, false);
   r.respond(status, "application/json",
@@ -293,6 +309,7 @@ void Server::run() {
     c.fd = fd;
     c.thread = std::thread([this, fd, &c] {
       serve_conn(fd);
+      linger_close(fd);
       {
         std::lock_guard lk2(mu_);
         c.fd = -1;
