@@ -30,9 +30,8 @@ void GenStream::push(GenEvent ev) {
 
 bool GenStream::next(GenEvent& out, std::chrono::milliseconds timeout) {
   std::unique_lock lk(mu_);
-  if (!cv_.wait_for(lk, timeout, [&] { return !events_.empty(); })) return false;
-  out = std::move(events_.front());
-  events_.pop_front();
+  if (!cv_.wait_for(lk, timeout, [&] { return read_ < events_.size(); })) return false;
+  out = std::move(events_[read_++]);
   return true;
 }
 
@@ -94,6 +93,7 @@ std::shared_ptr<GenStream> Engine::submit(GenRequest req) {
   seq->sampler.set_want_logprobs(seq->req.top_logprobs >= 0);
   seq->out = std::make_shared<GenStream>();
   seq->out->prompt_tokens_ = n;
+  seq->out->events_.reserve(size_t(seq->req.max_tokens + 1));  // every token, then Done
   auto out = seq->out;
   {
     std::lock_guard lk(mu_);

@@ -70,7 +70,10 @@ class GenStream {
   void push(GenEvent ev);
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<GenEvent> events_;
+  // Sized at submit for every event the request can produce, so the engine thread never
+  // allocates to publish a token.
+  std::vector<GenEvent> events_;
+  size_t read_ = 0;
   std::atomic<bool> cancelled_{false};
   std::atomic<int64_t> cached_{0};
   int64_t prompt_tokens_ = 0;

@@ -147,7 +147,11 @@ void Api::generate(const http::Request& req, http::Responder& resp, bool chat) {
     } else if (!g.pr.prompt_ids.empty()) {
       g.prompt = g.pr.prompt_ids;
     } else {
+      // As HF tokenizers encode with add_special_tokens: a text prompt starts with BOS
+      // (DeepSeek, Llama-3) when the tokenizer has one. Token-id prompts are used as given.
       g.prompt = tok.encode(g.pr.prompt_text);
+      if (auto bos = tok.bos_id(); bos && (g.prompt.empty() || g.prompt.front() != *bos))
+        g.prompt.insert(g.prompt.begin(), *bos);
     }
   } catch (const fathom::Error& e) {
     throw ApiError(400, e.what(), prompt_param);
