@@ -29,6 +29,8 @@ void add_bench(CLI::App& app) {
   a->m.add(sub);
   sub->add_option("-p,--prompt", a->b.prompt_tokens, "prompt tokens (prefill)")->check(CLI::PositiveNumber);
   sub->add_option("-n,--decode", a->b.decode_tokens, "decoded tokens")->check(CLI::PositiveNumber);
+  sub->add_flag("--decode-after-prompt", a->b.decode_after_prompt,
+                "decode with the prompt as context (default: from an empty context, like llama-bench)");
   sub->add_option("--warmup", a->b.warmup_tokens, "untimed warm-up prompt tokens")->check(CLI::NonNegativeNumber);
   sub->add_option("-r,--reps", a->b.reps, "timed repetitions (median reported)")->check(CLI::PositiveNumber);
   sub->add_flag("--no-bandwidth", a->no_bandwidth, "skip the read-bandwidth probe");
@@ -53,6 +55,7 @@ void add_bench(CLI::App& app) {
       nlohmann::json j = {
           {"model", a->m.model}, {"quant", a->m.quant.empty() ? "none" : a->m.quant}, {"threads", r.threads},
           {"load_s", load_s}, {"prompt_tokens", r.prompt_tokens}, {"decode_tokens", r.decode_tokens},
+          {"decode_after_prompt", a->b.decode_after_prompt},
           {"prefill_s", r.prefill_s}, {"prefill_tok_s", r.prefill_tok_s}, {"decode_s", r.decode_s},
           {"decode_tok_s", r.decode_tok_s}, {"decode_ms_p50", r.decode_ms_p50}, {"weight_bytes", r.weight_bytes},
           {"bytes_per_token", r.bytes_per_token}, {"effective_gbs", r.effective_gbs},
@@ -68,8 +71,8 @@ void add_bench(CLI::App& app) {
                 quant.c_str(), human_bytes(double(r.weight_bytes)).c_str(), load_s, r.threads);
     std::printf("prefill    %lld tokens: %8.2f tok/s  (%.2f s)\n", (long long)r.prompt_tokens, r.prefill_tok_s,
                 r.prefill_s);
-    std::printf("decode     %lld tokens: %8.2f tok/s  (median step %.1f ms)\n", (long long)r.decode_tokens,
-                r.decode_tok_s, r.decode_ms_p50);
+    std::printf("decode     %lld tokens: %8.2f tok/s  (median step %.1f ms%s)\n", (long long)r.decode_tokens,
+                r.decode_tok_s, r.decode_ms_p50, a->b.decode_after_prompt ? ", after the prompt" : "");
     std::printf("weights    %s read per decoded token -> %.1f GB/s effective\n",
                 human_bytes(double(r.bytes_per_token)).c_str(), r.effective_gbs);
     if (r.bandwidth_gbs > 0)

@@ -28,16 +28,16 @@ double median(std::vector<double> v) {
 
 int32_t argmax(const float* l, int64_t V) { return int32_t(std::max_element(l, l + V) - l); }
 
-// Greedy decode of n tokens from position 0 of a fresh slot; per-step seconds appended to steps.
-// Returns the total seconds.
-double decode_run(Model& model, KvCache& cache, int32_t first, int64_t n, const ForwardOpts& fo,
+// Greedy decode of n tokens at positions pos0.. of slot 0 (what is cached below pos0 is the
+// context); per-step seconds appended to steps. Returns the total seconds.
+double decode_run(Model& model, KvCache& cache, int32_t first, int64_t pos0, int64_t n, const ForwardOpts& fo,
                   std::vector<float>& logits, std::vector<double>* steps) {
   const int64_t V = model.config().vocab_size;
   int32_t tok = first;
   const auto t0 = Clock::now();
   for (int64_t i = 0; i < n; ++i) {
     const auto ts = Clock::now();
-    model.forward({SeqChunk{0, i, &tok, 1, false}}, cache, logits.data(), fo);
+    model.forward({SeqChunk{0, pos0 + i, &tok, 1, false}}, cache, logits.data(), fo);
     tok = argmax(logits.data(), V);
     if (steps) steps->push_back(seconds_since(ts));
   }
@@ -46,8 +46,8 @@ double decode_run(Model& model, KvCache& cache, int32_t first, int64_t n, const 
 
 // A separate untimed-overall pass with the trace on: the trace copies nothing, only stamps
 // the clock, so the parts add up to about one plain step.
-DecodeBreakdown decode_breakdown(Model& model, KvCache& cache, int32_t first, int64_t n, AttnMode attn,
-                                 std::vector<float>& logits) {
+DecodeBreakdown decode_breakdown(Model& model, KvCache& cache, int32_t first, int64_t pos0, int64_t n,
+                                 AttnMode attn, std::vector<float>& logits) {
   const int64_t V = model.config().vocab_size, L = model.config().num_hidden_layers;
   DecodeBreakdown b;
   b.layer_ms.assign(size_t(L), 0.0);
@@ -66,7 +66,7 @@ DecodeBreakdown decode_breakdown(Model& model, KvCache& cache, int32_t first, in
   int32_t tok = first;
   for (int64_t i = 0; i < n; ++i) {
     last = Clock::now();
-    model.forward({SeqChunk{0, i, &tok, 1, false}}, cache, logits.data(), fo);
+    model.forward({SeqChunk{0, pos0 + i, &tok, 1, false}}, cache, logits.data(), fo);
     b.head_ms += std::chrono::duration<double, std::milli>(Clock::now() - last).count();
     tok = argmax(logits.data(), V);
   }
@@ -94,12 +94,13 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
   ForwardOpts fo;
   fo.attn = o.attn;
   std::vector<float> logits(static_cast<size_t>(V));  // [1, V]: only the last token's logits
-  KvCache cache = model.make_cache(1, std::max(o.prompt_tokens, o.decode_tokens));
+  const int64_t pos0 = o.decode_after_prompt ? o.prompt_tokens : 0;
+  KvCache cache = model.make_cache(1, std::max(o.prompt_tokens + 4, pos0 + o.decode_tokens));  // +4: warm-up steps
 
   if (o.warmup_tokens > 0) {
     const int64_t w = std::min(o.warmup_tokens, o.prompt_tokens);
     model.forward({SeqChunk{0, 0, prompt.data(), w, false}}, cache, logits.data(), fo);
-    decode_run(model, cache, prompt[0], std::min<int64_t>(4, o.decode_tokens), fo, logits, nullptr);
+    decode_run(model, cache, prompt[0], w, std::min<int64_t>(4, o.decode_tokens), fo, logits, nullptr);
   }
 
   BenchResult r;
@@ -107,13 +108,13 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
   r.prompt_tokens = o.prompt_tokens;
   r.decode_tokens = o.decode_tokens;
   std::vector<double> prefill, decode, steps;
-  if (o.breakdown) r.breakdown = decode_breakdown(model, cache, prompt[0], o.decode_tokens, o.attn, logits);
   for (int rep = 0; rep < o.reps; ++rep) {
     const auto t0 = Clock::now();
     model.forward({SeqChunk{0, 0, prompt.data(), o.prompt_tokens, false}}, cache, logits.data(), fo);
     prefill.push_back(seconds_since(t0));
-    decode.push_back(decode_run(model, cache, prompt[0], o.decode_tokens, fo, logits, &steps));
+    decode.push_back(decode_run(model, cache, prompt[0], pos0, o.decode_tokens, fo, logits, &steps));
   }
+  if (o.breakdown) r.breakdown = decode_breakdown(model, cache, prompt[0], pos0, o.decode_tokens, o.attn, logits);
   r.prefill_s = median(prefill);
   r.decode_s = median(decode);
   r.prefill_tok_s = double(o.prompt_tokens) / r.prefill_s;

@@ -12,7 +12,8 @@ namespace fathom {
 
 struct BenchOpts {
   int64_t prompt_tokens = 512;   // prefill: one forward over this many tokens
-  int64_t decode_tokens = 128;   // decode: this many single-token forwards from an empty context
+  int64_t decode_tokens = 128;   // decode: this many single-token forwards
+  bool decode_after_prompt = false;  // decode after the prompt (context p..p+n), not from empty
   int64_t warmup_tokens = 32;    // untimed prefill + decode first (pages weights in, warms caches)
   int reps = 1;                  // timed repetitions; the median is reported
   bool measure_bandwidth = true;

@@ -43,6 +43,22 @@ TEST(BenchCli, HumanReadable) {
     EXPECT_NE(r.out.find(k), std::string::npos) << k << " in:\n" << r.out;
 }
 
+TEST(BenchCli, BreakdownAfterPrompt) {
+  const std::string dir = test::fixture("tiny-llama3");
+  if (dir.empty()) GTEST_SKIP() << "no tiny-llama3 fixture";
+  const auto r = test::run_cmd(kBin + " bench --model " + dir +
+                               " -p 12 -n 6 --threads 2 --no-bandwidth --decode-after-prompt --breakdown --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("decode_after_prompt"), true);
+  EXPECT_EQ(j.at("bandwidth_gbs"), 0.0);
+  const auto& b = j.at("decode_breakdown_ms");
+  ASSERT_EQ(b.at("layers").size(), 2u);  // tiny-llama3 has two layers
+  double sum = b.at("embed").get<double>() + b.at("head").get<double>();
+  for (const auto& l : b.at("layers")) sum += l.get<double>();
+  EXPECT_GT(sum, 0.0);
+}
+
 TEST(KlCli, ReportsSmallKlForQ8) {
   const std::string dir = test::fixture("tiny-deepseek-v2-lite");
   if (dir.empty()) GTEST_SKIP() << "no tiny-deepseek-v2-lite fixture";
