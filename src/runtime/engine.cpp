@@ -81,9 +81,14 @@ std::shared_ptr<GenStream> Engine::submit(GenRequest req) {
     if (t < 0 || t >= vocab_) fail("token id {} is outside the vocabulary (0..{})", t, vocab_ - 1);
   req.max_tokens = std::clamp<int64_t>(req.max_tokens, 1, opts_.max_ctx - n);
   req.top_logprobs = std::min(req.top_logprobs, 20);
+  // Requests that free slots will take at once do not count against the queue.
+  auto full = [&] {
+    const int64_t free_slots = std::max<int64_t>(0, opts_.max_batch - n_running_.load());
+    return int64_t(waiting_.size()) >= opts_.max_queue + free_slots;
+  };
   {
     std::lock_guard lk(mu_);
-    if (int64_t(waiting_.size()) >= opts_.max_queue) throw QueueFull("the request queue is full");
+    if (full()) throw QueueFull("the request queue is full");
   }
   // The sampler's buffers are allocated here, on the caller's thread, not in the engine loop.
   auto seq = std::make_unique<Seq>(std::move(req), vocab_);
@@ -97,7 +102,7 @@ std::shared_ptr<GenStream> Engine::submit(GenRequest req) {
   auto out = seq->out;
   {
     std::lock_guard lk(mu_);
-    if (int64_t(waiting_.size()) >= opts_.max_queue) throw QueueFull("the request queue is full");
+    if (full()) throw QueueFull("the request queue is full");
     waiting_.push_back(std::move(seq));
   }
   cv_.notify_one();
@@ -232,6 +237,7 @@ void Engine::admit() {
     n_cached_.fetch_add(hit);
     running_.push_back(std::move(seq));
   }
+  n_running_.store(int64_t(running_.size()));
 }
 
 void Engine::finish(Seq& s, FinishReason r, const std::string& err) {
@@ -279,6 +285,7 @@ void Engine::step() {
     s.tokens.push_back(tok);  // capacity reserved at submit
     ++s.generated;
     ++produced;
+    n_completion_.fetch_add(1);  // before the event, so a reader that saw the event sees the count
     GenEvent ev;
     ev.kind = GenEvent::Token;
     ev.token = tok;
@@ -301,7 +308,6 @@ void Engine::step() {
     else if (s.generated >= s.req.max_tokens || int64_t(s.tokens.size()) >= opts_.max_ctx)
       finish(s, FinishReason::Length);
   }
-  n_completion_.fetch_add(produced);
   record_rate(produced);
 }
 

@@ -23,7 +23,7 @@ namespace fathom {
 struct EngineOpts {
   int64_t max_batch = 8;         // KV slots = sequences decoded together
   int64_t max_ctx = 4096;        // tokens per slot (prompt + completion)
-  int64_t max_queue = 64;        // waiting requests beyond which submit() refuses
+  int64_t max_queue = 64;        // requests waiting for a busy slot beyond which submit() refuses
   int64_t prefill_chunk = 256;   // prompt tokens per sequence per step
   int64_t step_prefill_budget = 512;  // prompt tokens per step over all sequences
   AttnMode attn = AttnMode::Absorbed;
