@@ -201,6 +201,13 @@ const TensorView& TensorStore::get(std::string_view name) const {
   return *t;
 }
 
+void TensorStore::release(const TensorView& t) const {
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(t.data) + page - 1) & ~(page - 1);
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(t.data) + t.nbytes) & ~(page - 1);
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
 size_t TensorStore::total_bytes() const {
   size_t n = 0;
   for (auto& [k, t] : tensors_) n += t.nbytes;

@@ -58,6 +58,9 @@ class TensorStore {
   const TensorView& get(std::string_view name) const;  // throws if missing
   const std::map<std::string, TensorView, std::less<>>& all() const { return tensors_; }
   size_t total_bytes() const;
+  // Drops the pages of a tensor that was copied elsewhere (e.g. requantized), so resident
+  // memory tracks the format in use. The mapping stays valid; pages reload if touched.
+  void release(const TensorView& t) const;
 
  private:
   std::vector<std::unique_ptr<MappedFile>> files_;

@@ -124,39 +124,75 @@ size_t Moe::active_bytes() const {
          size_t(rc_.top_k) * w_.experts[0].bytes();
 }
 
-enum : size_t { kLogits, kIds, kW, kRouteTmp, kGather, kExpOut, kShared, kMlp };
+enum : size_t { kLogits, kW, kRouteTmp, kGather, kGate, kUp, kExpOut, kShared, kSharedGate, kSharedUp };
 
 void Moe::forward(const float* h, float* out, int64_t rows, const LayerCtx& ctx) {
-  const int64_t E = rc_.n_experts, K = rc_.top_k, D = w_.router->cols;
+  const int64_t E = rc_.n_experts, K = rc_.top_k, D = w_.router->cols, I = w_.experts[0].gate->rows;
   Scratch& s = *ctx.scratch;
   float* logits = s.get(kLogits, size_t(rows * E));  // [rows, E]
   linear(*w_.router, h, rows, logits, *ctx.pool);
   float* wts = s.get(kW, size_t(rows * K));  // [rows, K]
-  std::vector<int32_t> ids(size_t(rows * K));
+  ids_.resize(size_t(rows * K));
   float* tmp = s.get(kRouteTmp, size_t(2 * E));
   for (auto& v : by_expert_) v.clear();
   for (int64_t i = 0; i < rows; ++i) {
-    route_token(rc_, logits + i * E, w_.bias ? w_.bias->data() : nullptr, &ids[size_t(i * K)], wts + i * K, tmp);
-    for (int64_t k = 0; k < K; ++k) by_expert_[size_t(ids[size_t(i * K + k)])].push_back(int32_t(i * K + k));
+    route_token(rc_, logits + i * E, w_.bias ? w_.bias->data() : nullptr, &ids_[size_t(i * K)], wts + i * K, tmp);
+    for (int64_t k = 0; k < K; ++k) by_expert_[size_t(ids_[size_t(i * K + k)])].push_back(int32_t(i * K + k));
   }
-  std::fill(out, out + rows * D, 0.f);
-  // Experts in index order, each over the rows routed to it: a row's sum is always formed in
-  // the same order, whatever else is in the batch.
+  // Tokens grouped by expert: each selected expert runs once over all its tokens, and all of
+  // them (with the shared experts) go to the pool as one batch of products.
+  const int64_t NR = rows * K;
+  float* xg = s.get(kGather, size_t(NR * D));  // [NR, D] rows grouped by expert
+  float* g = s.get(kGate, size_t(NR * I));     // [NR, I]
+  float* u = s.get(kUp, size_t(NR * I));       // [NR, I]
+  float* y = s.get(kExpOut, size_t(NR * D));   // [NR, D]
+  const bool shared = w_.shared.gate != nullptr;
+  const int64_t SI = shared ? w_.shared.gate->rows : 0;
+  float* sg = shared ? s.get(kSharedGate, size_t(rows * SI)) : nullptr;  // [rows, SI]
+  float* su = shared ? s.get(kSharedUp, size_t(rows * SI)) : nullptr;    // [rows, SI]
+  float* sy = shared ? s.get(kShared, size_t(rows * D)) : nullptr;       // [rows, D]
+  tasks_.clear();
+  int64_t off = 0;
   for (int64_t e = 0; e < E; ++e) {
     const auto& sel = by_expert_[size_t(e)];
     if (sel.empty()) continue;
     const int64_t n = int64_t(sel.size());
-    float* xg = s.get(kGather, size_t(n * D));   // [n, D]
-    float* yg = s.get(kExpOut, size_t(n * D));   // [n, D]
-    for (int64_t j = 0; j < n; ++j) std::memcpy(xg + j * D, h + (sel[size_t(j)] / K) * D, size_t(D) * 4);
-    mlp_forward(w_.experts[size_t(e)], xg, n, yg, ctx, kMlp);
-    for (int64_t j = 0; j < n; ++j) ops::axpy(wts[sel[size_t(j)]], yg + j * D, out + (sel[size_t(j)] / K) * D, D);
+    for (int64_t j = 0; j < n; ++j)
+      std::memcpy(xg + (off + j) * D, h + (sel[size_t(j)] / K) * D, size_t(D) * sizeof(float));
+    const MlpWeights& ew = w_.experts[size_t(e)];
+    tasks_.push_back({ew.gate, xg + off * D, n, g + off * I});
+    tasks_.push_back({ew.up, xg + off * D, n, u + off * I});
+    off += n;
   }
-  if (w_.shared.gate) {
-    float* sh = s.get(kShared, size_t(rows * D));  // [rows, D]
-    mlp_forward(w_.shared, h, rows, sh, ctx, kMlp);
-    for (int64_t i = 0; i < rows * D; ++i) out[i] += sh[i];
+  if (shared) {
+    tasks_.push_back({w_.shared.gate, h, rows, sg});
+    tasks_.push_back({w_.shared.up, h, rows, su});
   }
+  cpu::matmul_many(tasks_.data(), tasks_.size(), *ctx.pool);
+  for (int64_t i = 0; i < NR * I; ++i) g[i] = ops::silu(g[i]) * u[i];
+  for (int64_t i = 0; i < rows * SI; ++i) sg[i] = ops::silu(sg[i]) * su[i];
+  tasks_.clear();
+  off = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = int64_t(by_expert_[size_t(e)].size());
+    if (!n) continue;
+    tasks_.push_back({w_.experts[size_t(e)].down, g + off * I, n, y + off * D});
+    off += n;
+  }
+  if (shared) tasks_.push_back({w_.shared.down, sg, rows, sy});
+  cpu::matmul_many(tasks_.data(), tasks_.size(), *ctx.pool);
+
+  // Each token's routed outputs are summed in expert order, whatever else is in the batch.
+  std::fill(out, out + rows * D, 0.f);
+  off = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    const auto& sel = by_expert_[size_t(e)];
+    for (size_t j = 0; j < sel.size(); ++j)
+      ops::axpy(wts[sel[j]], y + (off + int64_t(j)) * D, out + (sel[j] / K) * D, D);
+    off += int64_t(sel.size());
+  }
+  if (shared)
+    for (int64_t i = 0; i < rows * D; ++i) out[i] += sy[i];
 }
 
 }  // namespace fathom

@@ -58,7 +58,9 @@ class Moe : public FfnLayer {
  private:
   RouterConfig rc_;
   MoeWeights w_;
-  std::vector<std::vector<int32_t>> by_expert_;  // [E][rows routed there], reused
+  std::vector<std::vector<int32_t>> by_expert_;  // [E][row*K + k routed there], reused
+  std::vector<int32_t> ids_;                     // [rows, K] selected experts, reused
+  std::vector<cpu::MatmulTask> tasks_;           // reused
 };
 
 }  // namespace fathom

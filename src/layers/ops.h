@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "backend/cpu/vec.h"
+
 namespace fathom::ops {
 
 // out[r] = x[r] * rsqrt(mean(x[r]^2) + eps) * w, for rows of width n. out may alias x.
@@ -33,14 +35,8 @@ inline void softmax(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
-inline float dot(const float* a, const float* b, int64_t n) {
-  float s = 0.f;
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-inline void axpy(float a, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
-}
+// SIMD where the CPU has it (backend/cpu/vec.h).
+using cpu::axpy;
+using cpu::dot;
 
 }  // namespace fathom::ops

@@ -126,6 +126,7 @@ Weights::Weights(const std::string& dir, const ModelConfig& cfg, const std::vect
       });
       q.data = buf.get();
       owned_.push_back(std::move(buf));
+      store_.release(*t);
       w = q;
     }
     bytes_ += w.row_bytes() * size_t(w.rows);
