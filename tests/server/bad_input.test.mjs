@@ -110,7 +110,8 @@ test('a slow client is dropped while others are served', async () => {
   await sleep(300);
   await stillServing();
   const [a, b] = await Promise.all([slow, stalled]);
-  assert.match(a, /^(HTTP\/1\.1 408 |)$/m);
+  // The trickler gets a 408, or a closed connection if its own writes failed first.
+  assert.ok(a === '' || /^HTTP\/1\.1 408 /.test(a), a.slice(0, 100));
   assert.match(b, /^HTTP\/1\.1 408 /);
   assert.ok(Date.now() - start < 15000);
   await stillServing();
