@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cstring>
 
@@ -97,51 +96,6 @@ struct Sock {
     return true;
   }
 };
-
-std::string lower(std::string s) {
-  for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-  return s;
-}
-
-// Parses the head (request line + headers, without the blank line). False when malformed.
-bool parse_head(std::string_view head, Request& req, bool& http11) {
-  size_t eol = head.find("\r\n");
-  std::string_view line = head.substr(0, eol);
-  const size_t a = line.find(' '), b = line.rfind(' ');
-  if (a == std::string_view::npos || b == a) return false;
-  req.method = std::string(line.substr(0, a));
-  std::string_view target = line.substr(a + 1, b - a - 1);
-  std::string_view version = line.substr(b + 1);
-  if (version == "HTTP/1.1") http11 = true;
-  else if (version == "HTTP/1.0") http11 = false;
-  else return false;
-  if (req.method.empty() || target.empty() || target.front() != '/') return false;
-  const size_t q = target.find('?');
-  req.path = std::string(target.substr(0, q));
-  req.query = q == std::string_view::npos ? "" : std::string(target.substr(q + 1));
-  while (eol != std::string_view::npos) {
-    const size_t start = eol + 2;
-    eol = head.find("\r\n", start);
-    std::string_view h = head.substr(start, eol == std::string_view::npos ? std::string_view::npos : eol - start);
-    if (h.empty()) continue;
-    const size_t colon = h.find(':');
-    if (colon == std::string_view::npos || colon == 0) return false;
-    std::string name = lower(std::string(h.substr(0, colon)));
-    std::string value(trim(h.substr(colon + 1)));
-    auto [it, fresh] = req.headers.emplace(name, value);
-    if (!fresh) {
-      if (name == "content-length" && it->second != value) return false;  // request smuggling
-      it->second += ", " + value;
-    }
-  }
-  return true;
-}
 
 class ConnResponder final : public Responder {
  public:
@@ -330,14 +284,14 @@ void Server::serve_conn(int fd) {
   while (!stopping_.load()) {
     // The head: wait for a first byte up to the idle timeout, then the whole head must
     // arrive within the header timeout (a client trickling bytes is dropped).
-    size_t head_end;
     auto deadline = Clock::now() + std::chrono::milliseconds(opts_.idle_timeout_ms);
     bool started = !c.buf.empty();
     if (started) deadline = Clock::now() + std::chrono::milliseconds(opts_.header_timeout_ms);
+    HeadParse hp;
     for (;;) {
-      head_end = c.buf.find("\r\n\r\n");
-      if (head_end != std::string::npos) break;
-      if (c.buf.size() > opts_.max_header) return simple(c, 431, "request header too large");
+      hp = parse_request_head(c.buf, opts_.max_header, opts_.max_body);
+      if (hp.kind == HeadParse::Invalid) return simple(c, hp.status, hp.message);
+      if (hp.kind == HeadParse::Complete) break;
       const Rd r = c.fill(deadline);
       if (r == Rd::Closed) return;
       if (r == Rd::Timeout) {
@@ -349,24 +303,10 @@ void Server::serve_conn(int fd) {
         deadline = Clock::now() + std::chrono::milliseconds(opts_.header_timeout_ms);
       }
     }
-    Request req;
-    bool http11 = true;
-    if (!parse_head(std::string_view(c.buf).substr(0, head_end), req, http11))
-      return simple(c, 400, "malformed HTTP request");
-    c.buf.erase(0, head_end + 4);
-
-    if (!req.header("transfer-encoding").empty())
-      return simple(c, 411, "chunked request bodies are not supported; send Content-Length");
-    size_t len = 0;
-    if (const std::string cl = req.header("content-length"); !cl.empty()) {
-      auto [p, ec] = std::from_chars(cl.data(), cl.data() + cl.size(), len);
-      if (ec != std::errc() || p != cl.data() + cl.size()) return simple(c, 400, "bad Content-Length");
-    }
-    if (len > opts_.max_body)
-      return simple(c, 413, fmt::format("request body of {} bytes exceeds the limit of {} bytes", len, opts_.max_body));
-    if (lower(req.header("expect")) == "100-continue" && c.buf.size() < len &&
-        !c.send_all("HTTP/1.1 100 Continue\r\n\r\n"))
-      return;
+    Request& req = hp.head.req;
+    const size_t len = hp.head.content_length;
+    c.buf.erase(0, hp.head.size);
+    if (hp.head.expect_continue && c.buf.size() < len && !c.send_all("HTTP/1.1 100 Continue\r\n\r\n")) return;
     const auto body_deadline = Clock::now() + std::chrono::milliseconds(opts_.body_timeout_ms);
     while (c.buf.size() < len) {
       const Rd r = c.fill(body_deadline);
@@ -376,9 +316,7 @@ void Server::serve_conn(int fd) {
     req.body = c.buf.substr(0, len);
     c.buf.erase(0, len);
 
-    const std::string conn_hdr = lower(req.header("connection"));
-    const bool keep_alive = http11 ? conn_hdr.find("close") == std::string::npos
-                                   : conn_hdr.find("keep-alive") != std::string::npos;
+    const bool keep_alive = hp.head.keep_alive;
     ConnResponder resp(c, keep_alive && !stopping_.load());
     try {
       handler_(req, resp);

@@ -26,6 +26,28 @@ struct Request {
   }
 };
 
+// A request head parsed from the start of a connection's buffer (RFC 9112), without sockets.
+struct RequestHead {
+  Request req;                // everything but the body
+  bool http11 = true;         // HTTP/1.1 (else 1.0)
+  bool keep_alive = true;     // the connection may carry another request after this one
+  bool expect_continue = false;
+  size_t content_length = 0;  // the body follows the head
+  size_t size = 0;            // bytes of the head, its terminating empty line included
+};
+
+struct HeadParse {
+  enum Kind { Incomplete, Complete, Invalid } kind = Incomplete;
+  int status = 0;        // Invalid: the status to answer with before closing
+  std::string message;   // Invalid: why
+  RequestHead head;      // Complete
+};
+
+// Parses the request head at the start of `buf`. Incomplete until the head's empty line has
+// arrived; Invalid (431) once more than `max_header` bytes hold no complete head, or (413)
+// when the declared body exceeds `max_body`. Lines end in LF with an optional CR before it.
+HeadParse parse_request_head(std::string_view buf, size_t max_header, size_t max_body);
+
 // What a handler uses to answer: either respond() once, or start_stream() then write()
 // chunks (the connection ends the stream when the handler returns).
 class Responder {

@@ -73,7 +73,7 @@ test('bodies over the limit are 413 without being read', async () => {
   await stillServing();
 });
 
-test('garbage HTTP is 400 or dropped, never a crash', async () => {
+test('garbage HTTP is refused or dropped, never a crash', async () => {
   const cases = [
     'GARBAGE\r\n\r\n',
     '\x00\x01\x02\x03\r\n\r\n',
@@ -86,7 +86,8 @@ test('garbage HTTP is 400 or dropped, never a crash', async () => {
   ];
   for (const c of cases) {
     const res = await rawRequest(srv.port, [c], { timeoutMs: 5000 });
-    assert.match(res, /^HTTP\/1\.1 4\d\d /, `for ${JSON.stringify(c.slice(0, 60))}: ${res.slice(0, 100)}`);
+    // 4xx, or 505 for a request in another major HTTP version.
+    assert.match(res, /^HTTP\/1\.1 (4\d\d|505) /, `for ${JSON.stringify(c.slice(0, 60))}: ${res.slice(0, 100)}`);
   }
   await stillServing();
 });
