@@ -26,47 +26,63 @@ TextStream::TextStream(TextStreamOpts opts) : opts_(std::move(opts)) {
   reasoning_ = opts_.split_reasoning && opts_.start_in_reasoning;
 }
 
-void TextStream::emit(TextDelta& d, std::string_view s) const { (reasoning_ ? d.reasoning : d.content).append(s); }
-
-TextDelta TextStream::push(std::string_view text) {
-  TextDelta d;
-  if (stopped_) return d;
-  buf_.append(text);
-  for (;;) {
-    size_t stop_at = std::string::npos;
-    for (const auto& s : opts_.stops) stop_at = std::min(stop_at, buf_.find(s));
-    size_t tag_at = std::string::npos;
-    std::string_view tag = reasoning_ ? kClose : kOpen;
-    if (opts_.split_reasoning) tag_at = buf_.find(tag);
-    if (tag_at != std::string::npos && (stop_at == std::string::npos || tag_at < stop_at)) {
-      emit(d, std::string_view(buf_).substr(0, tag_at));
-      buf_.erase(0, tag_at + tag.size());
-      reasoning_ = !reasoning_;
-      continue;
+void TextStream::split_tags(bool final) {
+  auto take = [&](size_t n) {
+    held_.append(raw_, 0, n);
+    kinds_.append(n, reasoning_ ? 'r' : 'c');
+    raw_.erase(0, n);
+  };
+  while (opts_.split_reasoning && !final) {
+    const std::string_view tag = reasoning_ ? kClose : kOpen;
+    const size_t at = raw_.find(tag);
+    if (at == std::string::npos) {
+      // Hold back a tail that could still grow into the tag.
+      take(raw_.size() - partial_suffix(raw_, tag));
+      return;
     }
-    if (stop_at != std::string::npos) {
-      emit(d, std::string_view(buf_).substr(0, stop_at));
-      buf_.clear();
-      stopped_ = true;
-      return d;
-    }
-    break;
+    take(at);
+    raw_.erase(0, tag.size());
+    reasoning_ = !reasoning_;
   }
-  // Hold back a tail that could still grow into a stop string or a tag.
-  size_t hold = 0;
-  for (const auto& s : opts_.stops) hold = std::max(hold, partial_suffix(buf_, s));
-  if (opts_.split_reasoning) hold = std::max(hold, partial_suffix(buf_, reasoning_ ? kClose : kOpen));
-  emit(d, std::string_view(buf_).substr(0, buf_.size() - hold));
-  buf_.erase(0, buf_.size() - hold);
+  take(raw_.size());  // at the end a partial tag is plain text
+}
+
+TextDelta TextStream::release(bool final) {
+  size_t n = held_.size();
+  size_t stop_at = std::string::npos;
+  for (const auto& s : opts_.stops) stop_at = std::min(stop_at, held_.find(s));
+  if (stop_at != std::string::npos) {
+    n = stop_at;
+    stopped_ = true;
+  } else if (!final) {
+    size_t hold = 0;
+    for (const auto& s : opts_.stops) hold = std::max(hold, partial_suffix(held_, s));
+    n -= hold;
+  }
+  TextDelta d;
+  for (size_t i = 0; i < n; ++i) (kinds_[i] == 'r' ? d.reasoning : d.content).push_back(held_[i]);
+  if (stopped_) {
+    held_.clear();
+    kinds_.clear();
+    raw_.clear();
+  } else {
+    held_.erase(0, n);
+    kinds_.erase(0, n);
+  }
   return d;
 }
 
+TextDelta TextStream::push(std::string_view text) {
+  if (stopped_) return {};
+  raw_.append(text);
+  split_tags(false);
+  return release(false);
+}
+
 TextDelta TextStream::flush() {
-  TextDelta d;
-  if (stopped_) return d;
-  emit(d, buf_);
-  buf_.clear();
-  return d;
+  if (stopped_) return {};
+  split_tags(true);
+  return release(true);
 }
 
 }  // namespace fathom::server

@@ -1,7 +1,8 @@
 #pragma once
-// Turns streamed completion text into what the client may see: cuts at the first stop
-// string (never emitting any part of it, holding back text that may start one) and splits
-// DeepSeek-R1 reasoning (<think>…</think>) from the answer.
+// Turns streamed completion text into what the client may see: splits DeepSeek-R1 reasoning
+// (<think>…</think>) from the answer, and cuts at the first stop string (never emitting any
+// part of it, holding back text that may start one). Stop strings match the text with the
+// tags removed, so the result does not depend on how the text is split into pieces.
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,9 +33,12 @@ class TextStream {
   bool in_reasoning() const { return reasoning_; }
 
  private:
-  void emit(TextDelta& d, std::string_view s) const;
+  void split_tags(bool final);
+  TextDelta release(bool final);
   TextStreamOpts opts_;
-  std::string buf_;
+  std::string raw_;    // text that may still hold the start of a tag
+  std::string held_;   // tag-free text that may still hold the start of a stop string
+  std::string kinds_;  // per byte of held_: 'r' reasoning, 'c' content
   bool reasoning_;
   bool stopped_ = false;
 };

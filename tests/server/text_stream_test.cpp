@@ -118,3 +118,35 @@ TEST(TextStream, PromptOpensReasoning) {
   EXPECT_FALSE(prompt_opens_reasoning("<｜Assistant｜>"));
   EXPECT_FALSE(prompt_opens_reasoning("<think>a</think>"));
 }
+
+TEST(TextStream, StopStringsMatchTheTextWithoutTags) {
+  // The result is the same in every piece size, also when a stop string spans a tag.
+  TextStreamOpts opts;
+  opts.split_reasoning = true;
+  opts.start_in_reasoning = true;
+  opts.stops = {"xy"};
+  for (size_t p = 1; p <= 12; ++p) {
+    Out o = run(opts, "ab x</think>y more", p);
+    EXPECT_EQ(o.reasoning, "ab ") << "piece " << p;
+    EXPECT_EQ(o.content, "");
+    EXPECT_TRUE(o.stopped);
+  }
+  opts.stops = {"x</think>y"};
+  for (size_t p = 1; p <= 12; ++p) {
+    Out o = run(opts, "ab x</think>y", p);
+    EXPECT_EQ(o.reasoning, "ab x") << "piece " << p;
+    EXPECT_EQ(o.content, "y");
+    EXPECT_FALSE(o.stopped);
+  }
+}
+
+TEST(TextStream, APartialTagAtTheEndCanCompleteAStop) {
+  TextStreamOpts opts;
+  opts.split_reasoning = true;
+  opts.stops = {"a<th"};
+  for (size_t p = 1; p <= 5; ++p) {
+    Out o = run(opts, "1a<th", p);
+    EXPECT_EQ(o.content, "1") << "piece " << p;
+    EXPECT_TRUE(o.stopped);
+  }
+}
