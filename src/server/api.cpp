@@ -15,28 +15,6 @@ namespace fathom::server {
 
 namespace {
 
-constexpr int kMaxJsonDepth = 64;
-
-// Deeply nested JSON would make copies and destruction recurse without bound.
-bool json_too_deep(std::string_view s) {
-  int depth = 0;
-  bool in_str = false, esc = false;
-  for (char c : s) {
-    if (in_str) {
-      if (esc) esc = false;
-      else if (c == '\\') esc = true;
-      else if (c == '"') in_str = false;
-    } else if (c == '"') {
-      in_str = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kMaxJsonDepth) return true;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return false;
-}
-
 bool same_key(const std::string& a, const std::string& b) {
   // Compares in time independent of where they differ.
   unsigned diff = unsigned(a.size() ^ b.size());
@@ -122,13 +100,7 @@ void Api::handle(const http::Request& req, http::Responder& resp) {
 }
 
 void Api::generate(const http::Request& req, http::Responder& resp, bool chat) {
-  if (json_too_deep(req.body)) throw ApiError(400, fmt::format("JSON nested deeper than {} levels", kMaxJsonDepth));
-  json body;
-  try {
-    body = json::parse(req.body);
-  } catch (const json::parse_error& e) {
-    throw ApiError(400, fmt::format("the body is not valid JSON: {}", e.what()));
-  }
+  const json body = parse_body(req.body);
   Gen g;
   g.pr = chat ? parse_chat_request(body, caps_) : parse_completion_request(body);
   const Tokenizer& tok = *d_.tokenizer;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <limits>
 #include <random>
 
@@ -56,9 +57,13 @@ double number(const json& b, const char* name, double lo, double hi, double dflt
 std::optional<int64_t> integer(const json& b, const char* name, int64_t lo, int64_t hi) {
   const json* v = field(b, name);
   if (!v) return std::nullopt;
-  // 3.0 is accepted as 3, as OpenAI does; 3.5 is not.
-  if (v->is_number_float() && v->get<double>() == double(int64_t(v->get<double>()))) {
-    const int64_t x = int64_t(v->get<double>());
+  // 3.0 is accepted as 3, as OpenAI does; 3.5 is not. The range is checked on the double:
+  // converting one outside int64's range is undefined.
+  if (v->is_number_float() && std::trunc(v->get<double>()) == v->get<double>()) {
+    const double d = v->get<double>();
+    if (!(d >= double(lo) && d <= double(hi)))
+      bad(name, fmt::format("'{}' must be between {} and {}, got {}", name, lo, hi, d));
+    const int64_t x = d >= 0x1p63 ? std::numeric_limits<int64_t>::max() : int64_t(d);
     if (x < lo || x > hi) bad(name, fmt::format("'{}' must be between {} and {}, got {}", name, lo, hi, x));
     return x;
   }
@@ -128,6 +133,28 @@ void parse_common(const json& b, ParsedRequest& r) {
   }
 }
 
+constexpr int kMaxJsonDepth = 64;
+
+// Deeply nested JSON would make copies and destruction recurse without bound.
+bool json_too_deep(std::string_view s) {
+  int depth = 0;
+  bool in_str = false, esc = false;
+  for (char c : s) {
+    if (in_str) {
+      if (esc) esc = false;
+      else if (c == '\\') esc = true;
+      else if (c == '"') in_str = false;
+    } else if (c == '"') {
+      in_str = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
+
 std::string message_content(const json& c, size_t i) {
   const std::string p = fmt::format("messages[{}].content", i);
   if (c.is_string()) return c.get<std::string>();
@@ -145,6 +172,15 @@ std::string message_content(const json& c, size_t i) {
 }
 
 }  // namespace
+
+json parse_body(std::string_view body) {
+  if (json_too_deep(body)) throw ApiError(400, fmt::format("JSON nested deeper than {} levels", kMaxJsonDepth));
+  try {
+    return json::parse(body);
+  } catch (const json::parse_error& e) {
+    throw ApiError(400, fmt::format("the body is not valid JSON: {}", e.what()));
+  }
+}
 
 ApiError::ApiError(int s, std::string message, std::string p, std::string c)
     : std::runtime_error(std::move(message)), status(s), type(error_type(s)), param(std::move(p)), code(std::move(c)) {}

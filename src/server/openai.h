@@ -5,6 +5,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -44,6 +45,9 @@ struct ParsedRequest {
 struct TemplateCaps {
   bool tools = false;  // the chat template renders a `tools` list
 };
+
+// The body as JSON; ApiError(400) when it is not JSON or nests deeper than the server allows.
+json parse_body(std::string_view body);
 
 // Throw ApiError(400, ..., param) naming the offending field.
 ParsedRequest parse_chat_request(const json& body, const TemplateCaps& caps);
