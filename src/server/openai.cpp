@@ -177,7 +177,8 @@ json parse_body(std::string_view body) {
   if (json_too_deep(body)) throw ApiError(400, fmt::format("JSON nested deeper than {} levels", kMaxJsonDepth));
   try {
     return json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // Not only parse_error: a number beyond double's range (2e400) throws out_of_range.
     throw ApiError(400, fmt::format("the body is not valid JSON: {}", e.what()));
   }
 }
