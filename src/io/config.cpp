@@ -149,6 +149,12 @@ ModelConfig ModelConfig::from_json(const json& j) {
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", false);
   c.bos_token_id = first_id(j, "bos_token_id");
   c.eos_token_id = first_id(j, "eos_token_id");
+  if (auto e = j.find("eos_token_id"); e != j.end() && e->is_array()) {
+    for (const json& v : *e)
+      if (v.is_number_integer()) c.eos_token_ids.push_back(v.get<int64_t>());
+  } else if (c.eos_token_id >= 0) {
+    c.eos_token_ids.push_back(c.eos_token_id);
+  }
   std::string act = get_str(j, "hidden_act", "silu");
   if (act != "silu") fail("config.json: unsupported hidden_act '{}' (supported: silu)", act);
 

@@ -3,6 +3,7 @@
 // architecture or an unsupported value is an Error that names the field.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -43,7 +44,8 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v bias (Qwen2 always; Llama when set)
   bool mlp_bias = false;
-  int64_t bos_token_id = -1, eos_token_id = -1;
+  int64_t bos_token_id = -1, eos_token_id = -1;  // the first, when config.json lists several
+  std::vector<int64_t> eos_token_ids;               // all of them
 
   // MLA (DeepSeek)
   int64_t q_lora_rank = 0;  // 0: no q-LoRA (q_proj)

@@ -1,5 +1,6 @@
 #pragma once
 // Single-sequence generation with the KV cache: prefill the prompt, then decode token by token.
+// A Session keeps its cache between calls, so a multi-turn chat only prefills what is new.
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -17,7 +18,27 @@ struct GenerateOpts {
   int64_t prefill_chunk = 512;    // prompt tokens per forward
 };
 
-// Calls on_token for each generated id; returning false stops early. Returns the ids.
+class Session {
+ public:
+  Session(Model& model, int64_t max_ctx);
+  // Generates after `prompt` (the whole conversation so far); the longest prefix shared
+  // with the previous call's tokens is reused from the cache. Calls on_token for each id;
+  // returning false stops early. Returns the generated ids.
+  std::vector<int32_t> generate(const std::vector<int32_t>& prompt, const GenerateOpts& opts,
+                                const std::function<bool(int32_t)>& on_token = {});
+  int64_t max_ctx() const { return cache_.max_ctx(); }
+  // Prompt tokens the last call found already in the cache.
+  int64_t reused_tokens() const { return reused_; }
+
+ private:
+  Model& model_;
+  KvCache cache_;
+  std::vector<int32_t> tokens_;  // what the cache holds, position by position
+  std::vector<float> logits_;    // [vocab]
+  int64_t reused_ = 0;
+};
+
+// One-shot generation in a fresh cache.
 std::vector<int32_t> generate(Model& model, const std::vector<int32_t>& prompt, const GenerateOpts& opts,
                               const std::function<bool(int32_t)>& on_token = {});
 
