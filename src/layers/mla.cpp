@@ -2,11 +2,65 @@
 
 #include <cmath>
 
+#include "backend/cpu/quantize.h"
+#include "backend/cpu/vec.h"
 #include "layers/ops.h"
 
 namespace fathom {
 
-enum : size_t { kQ, kQa, kKv, kAttn, kNaiveLat, kNaiveKv, kThread };
+enum : size_t { kQ, kQa, kKv, kAttn, kNaiveLat, kNaiveKv, kThread, kQn, kQlat, kQl, kCtx, kOh };
+
+cpu::WeightView MlaAbsorbedWeights::head(const cpu::WeightView& w, int64_t h, int64_t n) {
+  cpu::WeightView v = w;
+  v.rows = n;
+  v.data = w.row(h * n);
+  return v;
+}
+
+MlaAbsorbedWeights MlaAbsorbedWeights::from(const cpu::WeightView& kv_b, int64_t H, int64_t nope, int64_t v) {
+  const int64_t r = kv_b.cols, per = nope + v;
+  std::vector<float> full(size_t(kv_b.rows * r));  // [H*(nope+v), r] exact values
+  for (int64_t i = 0; i < kv_b.rows; ++i) cpu::dequantize_row(kv_b, i, full.data() + i * r);
+  // Keep block formats and bf16 as they are; anything else (f16, fp8 with scales) as f32,
+  // which holds their values exactly.
+  auto pick = [&](int64_t cols) {
+    if ((kv_b.dtype == DType::Q8_0 || kv_b.dtype == DType::Q4_0) && cols % 32 == 0) return kv_b.dtype;
+    return kv_b.dtype == DType::BF16 ? DType::BF16 : DType::F32;
+  };
+  auto store = [](DType t, const float* src, int64_t n, uint8_t* dst) {
+    if (t == DType::F32) std::memcpy(dst, src, size_t(n) * 4);
+    else if (t == DType::BF16)
+      for (int64_t k = 0; k < n; ++k) {
+        const uint16_t b = f32_to_bf16(src[k]);
+        std::memcpy(dst + 2 * k, &b, 2);
+      }
+    else cpu::quantize_row(t, src, n, dst);
+  };
+  MlaAbsorbedWeights a;
+  a.uv.dtype = pick(r);
+  a.uv.rows = H * v;
+  a.uv.cols = r;
+  a.uv_data.resize(a.uv.row_bytes() * size_t(a.uv.rows));
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t j = 0; j < v; ++j) {
+      uint8_t* dst = a.uv_data.data() + size_t(h * v + j) * a.uv.row_bytes();
+      if (a.uv.dtype == kv_b.dtype) std::memcpy(dst, kv_b.row(h * per + nope + j), a.uv.row_bytes());  // same bytes
+      else store(a.uv.dtype, full.data() + (h * per + nope + j) * r, r, dst);
+    }
+  a.uv.data = a.uv_data.data();
+  a.uk_t.dtype = pick(nope);
+  a.uk_t.rows = H * r;
+  a.uk_t.cols = nope;
+  a.uk_t_data.resize(a.uk_t.row_bytes() * size_t(a.uk_t.rows));
+  std::vector<float> col(static_cast<size_t>(nope));  // [nope]
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t j = 0; j < r; ++j) {
+      for (int64_t n = 0; n < nope; ++n) col[size_t(n)] = full[size_t((h * per + n) * r + j)];
+      store(a.uk_t.dtype, col.data(), nope, a.uk_t_data.data() + size_t(h * r + j) * a.uk_t.row_bytes());
+    }
+  a.uk_t.data = a.uk_t_data.data();
+  return a;
+}
 
 MlaAttention::MlaAttention(const ModelConfig& cfg, MlaWeights w, const Rope& rope)
     : cfg_(cfg), w_(std::move(w)), rope_(rope) {
@@ -16,11 +70,17 @@ MlaAttention::MlaAttention(const ModelConfig& cfg, MlaWeights w, const Rope& rop
   v_ = cfg.v_head_dim;
   r_ = cfg.kv_lora_rank;
   scale_ = float(cfg.attn_scale());
+  abs_ = MlaAbsorbedWeights::from(*w_.kv_b, H_, nope_, v_);
+  for (int64_t h = 0; h < H_; ++h) {
+    uk_heads_.push_back(MlaAbsorbedWeights::head(abs_.uk_t, h, r_));
+    uv_heads_.push_back(MlaAbsorbedWeights::head(abs_.uv, h, v_));
+  }
 }
 
 size_t MlaAttention::active_bytes() const {
   auto b = [](const cpu::WeightView* w) { return w ? w->row_bytes() * size_t(w->rows) : 0; };
-  return b(w_.q_a) + b(w_.q_b) + b(w_.q) + b(w_.kv_a) + b(w_.kv_b) + b(w_.o);
+  // Decoding reads kv_b through its absorbed halves.
+  return b(w_.q_a) + b(w_.q_b) + b(w_.q) + b(w_.kv_a) + b(&abs_.uk_t) + b(&abs_.uv) + b(w_.o);
 }
 
 void MlaAttention::forward(const float* h, float* out, const LayerCtx& ctx) {
@@ -58,35 +118,47 @@ void MlaAttention::forward(const float* h, float* out, const LayerCtx& ctx) {
 
 void MlaAttention::attend_absorbed(const float* q, float* o, const LayerCtx& ctx) {
   const int64_t R = ctx.batch->rows, qk = nope_ + rope_dim_, W = r_ + rope_dim_;
-  const int64_t max_ctx = ctx.cache->max_ctx(), nthreads = ctx.pool->size();
-  // per thread: q_lat [r], ctx [r], scores [max_ctx]
-  const size_t per = size_t(2 * r_ + max_ctx);
-  float* tbuf = ctx.scratch->get(kThread, per * size_t(nthreads));
-  const float* wkv = w_.kv_b_f32.data();
-  ctx.pool->parallel_for(R * H_, 1, [&](int64_t b, int64_t e, int t) {
-    float* qlat = tbuf + per * size_t(t);
-    float* c = qlat + r_;
-    float* sc = c + r_;
+  Scratch& s = *ctx.scratch;
+  ThreadPool& pool = *ctx.pool;
+  // q_lat = W_UKᵀ q_nope, per head, as one batch of products.
+  float* qn = s.get(kQn, size_t(H_ * R * nope_));  // [H, R, nope]
+  float* qlat = s.get(kQlat, size_t(H_ * R * r_));  // [H, R, r]
+  float* ql = s.get(kQl, size_t(H_ * R * W));       // [H, R, r + rope]: q_lat then q_pe
+  for (int64_t i = 0; i < R; ++i)
+    for (int64_t h = 0; h < H_; ++h) std::memcpy(qn + (h * R + i) * nope_, q + (i * H_ + h) * qk, size_t(nope_) * 4);
+  tasks_.clear();
+  for (int64_t h = 0; h < H_; ++h) tasks_.push_back({&uk_heads_[size_t(h)], qn + h * R * nope_, R, qlat + h * R * r_});
+  cpu::matmul_many(tasks_.data(), tasks_.size(), pool);
+  for (int64_t h = 0; h < H_; ++h)
+    for (int64_t i = 0; i < R; ++i) {
+      float* dst = ql + (h * R + i) * W;
+      std::memcpy(dst, qlat + (h * R + i) * r_, size_t(r_) * 4);
+      std::memcpy(dst + r_, q + (i * H_ + h) * qk + nope_, size_t(rope_dim_) * 4);
+    }
+
+  // Attention in the latent space: the cache row [c | k_pe] is scored against [q_lat | q_pe].
+  const int64_t max_ctx = ctx.cache->max_ctx();
+  float* c_all = s.get(kCtx, size_t(H_ * R * r_));  // [H, R, r] Σ p·c per row and head
+  float* tbuf = s.get(kThread, size_t(max_ctx) * size_t(pool.size()));
+  pool.parallel_for(R * H_, 1, [&](int64_t b, int64_t e, int t) {
+    float* sc = tbuf + max_ctx * t;
     for (int64_t ih = b; ih < e; ++ih) {
-      const int64_t i = ih / H_, hd = ih % H_;
-      const int64_t slot = ctx.batch->slot[i], P = ctx.batch->pos[i] + 1;
-      const float* qi = q + (i * H_ + hd) * qk;
-      const float* wuk = wkv + hd * (nope_ + v_) * r_;  // [nope, r]
-      std::fill(qlat, qlat + r_, 0.f);
-      for (int64_t n = 0; n < nope_; ++n) ops::axpy(qi[n], wuk + n * r_, qlat, r_);
-      const float* cache0 = ctx.cache->at(ctx.layer, slot, 0);
-      for (int64_t tpos = 0; tpos < P; ++tpos) {
-        const float* e_ = cache0 + tpos * W;
-        sc[tpos] = (ops::dot(qlat, e_, r_) + ops::dot(qi + nope_, e_ + r_, rope_dim_)) * scale_;
-      }
+      const int64_t i = ih / H_, h = ih % H_;
+      const int64_t P = ctx.batch->pos[i] + 1;
+      const cpu::LatentCache cache{DType::F32, ctx.cache->at(ctx.layer, ctx.batch->slot[i], 0), W};
+      cpu::latent_scores(ql + (h * R + i) * W, cache, P, W, sc);
+      for (int64_t tp = 0; tp < P; ++tp) sc[tp] *= scale_;
       ops::softmax(sc, P);
-      std::fill(c, c + r_, 0.f);
-      for (int64_t tpos = 0; tpos < P; ++tpos) ops::axpy(sc[tpos], cache0 + tpos * W, c, r_);
-      const float* wuv = wuk + nope_ * r_;  // [v, r]
-      float* oi = o + i * H_ * v_ + hd * v_;
-      for (int64_t j = 0; j < v_; ++j) oi[j] = ops::dot(wuv + j * r_, c, r_);
+      cpu::latent_weighted_sum(sc, cache, P, r_, c_all + (h * R + i) * r_);
     }
   });
+  // o_h = W_UV_h · c_h, per head, then [H, R, v] → [R, H*v].
+  float* oh = s.get(kOh, size_t(H_ * R * v_));  // [H, R, v]
+  tasks_.clear();
+  for (int64_t h = 0; h < H_; ++h) tasks_.push_back({&uv_heads_[size_t(h)], c_all + h * R * r_, R, oh + h * R * v_});
+  cpu::matmul_many(tasks_.data(), tasks_.size(), pool);
+  for (int64_t i = 0; i < R; ++i)
+    for (int64_t h = 0; h < H_; ++h) std::memcpy(o + (i * H_ + h) * v_, oh + (h * R + i) * v_, size_t(v_) * 4);
 }
 
 void MlaAttention::attend_naive(const float* q, float* o, const LayerCtx& ctx) {

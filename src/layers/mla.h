@@ -19,7 +19,17 @@ struct MlaWeights {
   const std::vector<float>* kv_a_norm = nullptr; // [kv_lora]
   const cpu::WeightView* kv_b = nullptr;        // [H*(nope+v), kv_lora]
   const cpu::WeightView* o = nullptr;           // [hidden, H*v]
-  std::vector<float> kv_b_f32;                  // [H*(nope+v), kv_lora], for the absorbed path
+};
+
+// kv_b_proj split for the absorbed path, in a format close to the stored one: W_UKᵀ per head
+// (so q_lat = W_UKᵀ q_nope is an ordinary product) and W_UV per head.
+struct MlaAbsorbedWeights {
+  cpu::WeightView uk_t;  // [H*r, nope]
+  cpu::WeightView uv;    // [H*v, r]
+  std::vector<uint8_t> uk_t_data, uv_data;
+  static MlaAbsorbedWeights from(const cpu::WeightView& kv_b, int64_t H, int64_t nope, int64_t v);
+  // Rows [h*n, (h+1)*n) of w.
+  static cpu::WeightView head(const cpu::WeightView& w, int64_t h, int64_t n);
 };
 
 class MlaAttention : public AttnLayer {
@@ -35,6 +45,9 @@ class MlaAttention : public AttnLayer {
 
   const ModelConfig& cfg_;
   MlaWeights w_;
+  MlaAbsorbedWeights abs_;
+  std::vector<cpu::WeightView> uk_heads_, uv_heads_;  // [H] views into abs_
+  std::vector<cpu::MatmulTask> tasks_;
   const Rope& rope_;
   int64_t H_, nope_, rope_dim_, v_, r_;
   float scale_;

@@ -95,7 +95,6 @@ class DeepseekModel : public Transformer {
       mw.kv_a_norm = &w.vec(a + "kv_a_layernorm.weight");
       mw.kv_b = &w.linear(a + "kv_b_proj.weight");
       mw.o = &w.linear(a + "o_proj.weight");
-      mw.kv_b_f32 = w.dequantized(a + "kv_b_proj.weight");
       auto attn = std::make_unique<MlaAttention>(c, std::move(mw), *rope_);
       L.attn_bytes = attn->active_bytes();
       L.attn = std::move(attn);
