@@ -139,10 +139,8 @@ QuantizeCheckpointResult quantize_checkpoint(const QuantizeCheckpointOpts& o) {
     if (t->shape != spec.shape)
       fail("tensor '{}': shape {} disagrees with config.json", spec.name, t->shape_str());
     Planned p{{spec.name, t->dtype, t->shape}, t, std::nullopt};
-    if (spec.kind == WeightKind::Linear && t->dtype != fmt) {
-      if (spec.shape[1] % 32)
-        fail("tensor '{}': {} columns are not a multiple of 32, so it cannot be stored as {}", spec.name,
-             spec.shape[1], dtype_name(fmt));
+    // As at load: a matrix whose rows do not split into 32-value blocks keeps its format.
+    if (spec.kind == WeightKind::Linear && t->dtype != fmt && spec.shape[1] % 32 == 0) {
       p.entry.dtype = fmt;
       p.requant = source_view(store, cfg, spec, *t);
       plan.push_back(std::move(p));

@@ -102,16 +102,13 @@ Weights::Weights(const std::string& dir, const ModelConfig& cfg, const std::vect
           fail("tensor '{}': data is not 4-byte aligned", sname);
         w.block_scale = static_cast<const float*>(s->data);
         w.block = blk;
-        bytes_ += s->nbytes;
         break;
       }
       default:
         fail("tensor '{}': dtype {} cannot be used for a weight matrix", spec.name, dtype_name(t->dtype));
     }
-    if (spec.kind == WeightKind::Linear && quant && w.dtype != *quant) {
-      if (w.cols % 32)
-        fail("tensor '{}': {} columns are not a multiple of 32, so it cannot be stored as {}", spec.name, w.cols,
-             dtype_name(*quant));
+    // A matrix whose rows do not split into 32-value blocks keeps its stored format.
+    if (spec.kind == WeightKind::Linear && quant && w.dtype != *quant && w.cols % 32 == 0) {
       cpu::WeightView q = w;
       q.dtype = *quant;
       q.block_scale = nullptr;
@@ -130,6 +127,7 @@ Weights::Weights(const std::string& dir, const ModelConfig& cfg, const std::vect
       w = q;
     }
     bytes_ += w.row_bytes() * size_t(w.rows);
+    if (w.block_scale) bytes_ += size_t(((w.rows + w.block - 1) / w.block) * ((w.cols + w.block - 1) / w.block)) * 4;
     linear_[spec.name] = w;
   }
 }

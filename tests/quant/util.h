@@ -79,12 +79,6 @@ inline std::string fixture_test_name(const std::string& dir) {
 
 // The first Linear weight whose in-dim is not a multiple of 32 (so the block formats cannot
 // hold it), or "" when the whole checkpoint can be quantized.
-inline std::string unquantizable_weight(const std::string& dir) {
-  for (const WeightSpec& s : weight_table(ModelConfig::load(dir)))
-    if (s.kind == WeightKind::Linear && s.shape.size() == 2 && s.shape[1] % 32) return s.name;
-  return "";
-}
-
 inline std::string fixture(const std::string& name) {
   for (const auto& d : fixture_dirs())
     if (std::filesystem::path(d).filename() == name) return d;
