@@ -15,7 +15,7 @@ namespace fathom {
 namespace {
 // About 50 µs of spinning: long enough to bridge the gap between the sections of a decode
 // step, short enough not to burn a core while the pool idles.
-constexpr int kSpin = 20000;
+constexpr int kSpin = 2000;
 }  // namespace
 
 ThreadPool::ThreadPool(int n) {
