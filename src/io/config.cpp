@@ -213,6 +213,8 @@ ModelConfig ModelConfig::from_json(const json& j) {
       positive("n_group", c.n_group);
       positive("topk_group", c.topk_group);
       if (c.n_shared_experts < 0) fail("config.json: field 'n_shared_experts' must not be negative");
+      if (c.n_routed_experts > kMaxExperts)
+        fail("config.json: n_routed_experts {} exceeds the supported {}", c.n_routed_experts, kMaxExperts);
       if (c.num_experts_per_tok > c.n_routed_experts)
         fail("config.json: num_experts_per_tok {} exceeds n_routed_experts {}", c.num_experts_per_tok, c.n_routed_experts);
       if (c.n_routed_experts % c.n_group)

@@ -25,6 +25,9 @@ struct RopeScaling {
   double low_freq_factor = 1, high_freq_factor = 4;
 };
 
+// Routing works on fixed-size stack arrays; DeepSeek-V3 has 256 routed experts.
+inline constexpr int64_t kMaxExperts = 4096;
+
 enum class ScoringFunc { Softmax, Sigmoid };
 enum class TopkMethod { Greedy, GroupLimitedGreedy, NoauxTc };
 

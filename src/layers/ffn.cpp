@@ -43,17 +43,12 @@ RouterConfig RouterConfig::from(const ModelConfig& c) {
 }
 
 // Indices of the k largest of v[0..n), largest first; ties go to the lower index.
+// n ≤ kMaxExperts (checked when the config is read).
 static void topk(const float* v, int64_t n, int64_t k, int32_t* out) {
-  int32_t idx[1024];
-  std::vector<int32_t> big;
-  int32_t* p = idx;
-  if (n > 1024) {
-    big.resize(size_t(n));
-    p = big.data();
-  }
-  std::iota(p, p + n, 0);
-  std::partial_sort(p, p + k, p + n, [&](int32_t a, int32_t b) { return v[a] > v[b] || (v[a] == v[b] && a < b); });
-  std::copy(p, p + k, out);
+  int32_t idx[kMaxExperts];
+  std::iota(idx, idx + n, 0);
+  std::partial_sort(idx, idx + k, idx + n, [&](int32_t a, int32_t b) { return v[a] > v[b] || (v[a] == v[b] && a < b); });
+  std::copy(idx, idx + k, out);
 }
 
 void route_token(const RouterConfig& rc, const float* logits, const float* bias, int32_t* ids, float* weights,
@@ -69,13 +64,7 @@ void route_token(const RouterConfig& rc, const float* logits, const float* bias,
 
   if (rc.method != TopkMethod::Greedy && rc.n_group > 1) {
     const int64_t G = rc.n_group, per = E / G;
-    float gscore[256];
-    std::vector<float> gbig;
-    float* gs = gscore;
-    if (G > 256) {
-      gbig.resize(size_t(G));
-      gs = gbig.data();
-    }
+    float gs[kMaxExperts];  // group scores; n_group ≤ n_experts
     for (int64_t g = 0; g < G; ++g) {
       const float* c = choice + g * per;
       if (rc.method == TopkMethod::NoauxTc) {  // sum of the group's top two biased scores
@@ -89,16 +78,9 @@ void route_token(const RouterConfig& rc, const float* logits, const float* bias,
         gs[g] = *std::max_element(c, c + per);
       }
     }
-    int32_t keep[256];
-    std::vector<int32_t> kbig;
-    int32_t* kp = keep;
-    if (G > 256) {
-      kbig.resize(size_t(G));
-      kp = kbig.data();
-    }
+    int32_t kp[kMaxExperts];
     topk(gs, G, rc.topk_group, kp);
     // Experts outside the kept groups can never be chosen, whatever their scores.
-    std::vector<bool> kept_unused;
     for (int64_t g = 0; g < G; ++g) {
       bool kept = std::find(kp, kp + rc.topk_group, int32_t(g)) != kp + rc.topk_group;
       if (!kept) std::fill(choice + g * per, choice + (g + 1) * per, -INFINITY);
@@ -110,7 +92,7 @@ void route_token(const RouterConfig& rc, const float* logits, const float* bias,
     weights[k] = scores[ids[k]];
     sum += weights[k];
   }
-  if (rc.norm_topk_prob && rc.top_k > 1)
+  if (rc.norm_topk_prob)
     for (int64_t k = 0; k < rc.top_k; ++k) weights[k] /= (sum + 1e-20f);
   for (int64_t k = 0; k < rc.top_k; ++k) weights[k] *= float(rc.routed_scaling_factor);
 }
