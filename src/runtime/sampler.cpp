@@ -15,14 +15,18 @@ int32_t argmax(const float* x, int64_t n) {
 
 Sampler::Sampler(const SamplingParams& p, int64_t vocab) : p_(p), vocab_(vocab), rng_(p.seed) {
   idx_.resize(size_t(vocab));
+  counts_.assign(size_t(vocab), 0);
+  seen_.reserve(256);
   probs_.resize(size_t(vocab));
 }
 
-void Sampler::accept(int32_t token) { ++counts_[token]; }
+void Sampler::accept(int32_t token) {
+  if (token < 0 || token >= vocab_) return;
+  if (counts_[size_t(token)]++ == 0) seen_.push_back(token);
+}
 
 int32_t Sampler::sample(float* logits) {
-  for (auto& [tok, n] : counts_)
-    logits[tok] -= p_.presence_penalty + p_.frequency_penalty * float(n);
+  for (int32_t tok : seen_) logits[tok] -= p_.presence_penalty + p_.frequency_penalty * float(counts_[size_t(tok)]);
   if (want_logprobs_) {
     logprobs_.assign(logits, logits + vocab_);
     float m = *std::max_element(logprobs_.begin(), logprobs_.end());

@@ -3,7 +3,6 @@
 // min-p with a seeded generator, plus presence and frequency penalties.
 #include <cstdint>
 #include <random>
-#include <unordered_map>
 #include <vector>
 
 namespace fathom {
@@ -33,7 +32,8 @@ class Sampler {
   SamplingParams p_;
   int64_t vocab_;
   std::mt19937_64 rng_;
-  std::unordered_map<int32_t, int32_t> counts_;
+  std::vector<int32_t> counts_;  // [vocab] times each token was generated
+  std::vector<int32_t> seen_;    // tokens with a nonzero count, in first-seen order
   std::vector<int32_t> idx_;   // [vocab] reused
   std::vector<float> probs_;   // [vocab] reused
   std::vector<float> logprobs_;
