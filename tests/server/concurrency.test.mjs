@@ -107,9 +107,13 @@ test('32 concurrent streams equal the same requests run alone; aborted ones free
     await sleep(1000);
     const afterRss = srv.rssKiB();
     const tolerance = 8 * 1024;
-    assert.ok(afterRss <= idleRss + tolerance,
-      `RSS grew from ${idleRss} KiB idle to ${afterRss} KiB after the load (tolerance ${tolerance} KiB)`);
     console.log(`# RSS idle ${idleRss} KiB, after ${afterRss} KiB`);
+    // AddressSanitizer keeps freed blocks in quarantine by design, so RSS cannot return to
+    // idle under it; leaks there are LeakSanitizer's job at exit.
+    if (!process.env.ASAN_OPTIONS) {
+      assert.ok(afterRss <= idleRss + tolerance,
+        `RSS grew from ${idleRss} KiB idle to ${afterRss} KiB after the load (tolerance ${tolerance} KiB)`);
+    }
   });
 
 test('past the queue limit the server answers 429', { timeout: 60000 }, async () => {
