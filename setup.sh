@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PKGS=(build-essential cmake ninja-build pkg-config git clang libclang-rt-14-dev
-      nlohmann-json3-dev libpcre2-dev libcpp-httplib-dev libcli11-dev libfmt-dev
+      nlohmann-json3-dev libpcre2-dev libcli11-dev libfmt-dev
       libgtest-dev libgmock-dev libbenchmark-dev libicu-dev nodejs npm python3)
 
 missing=()
