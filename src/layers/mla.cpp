@@ -162,7 +162,7 @@ void MlaAttention::attend_absorbed(const float* q, float* o, const LayerCtx& ctx
 }
 
 void MlaAttention::attend_naive(const float* q, float* o, const LayerCtx& ctx) {
-  const int64_t R = ctx.batch->rows, qk = nope_ + rope_dim_, W = r_ + rope_dim_, KV = nope_ + v_;
+  const int64_t R = ctx.batch->rows, qk = nope_ + rope_dim_, KV = nope_ + v_;
   // One chunk (consecutive rows of one slot) at a time: expand its whole prefix once.
   int64_t i0 = 0;
   while (i0 < R) {

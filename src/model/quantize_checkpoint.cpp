@@ -16,6 +16,7 @@
 #include "core/thread_pool.h"
 #include "io/config.h"
 #include "io/safetensors.h"
+#include "io/sharded_writer.h"
 #include "model/transformer.h"
 
 namespace fathom {
@@ -154,20 +155,6 @@ QuantizeCheckpointResult quantize_checkpoint(const QuantizeCheckpointOpts& o) {
     }
   }
 
-  // Shards: consecutive tensors up to shard_bytes each (a weight and its scales stay together).
-  std::vector<std::vector<size_t>> shards(1);
-  uint64_t cur = 0;
-  for (size_t i = 0; i < plan.size(); ++i) {
-    const uint64_t b = SafetensorsWriter::entry_bytes(plan[i].entry);
-    const bool is_scale = i > 0 && plan[i].entry.name == plan[i - 1].entry.name + "_scale_inv";
-    if (cur > 0 && cur + b > o.shard_bytes && !is_scale) {
-      shards.emplace_back();
-      cur = 0;
-    }
-    shards.back().push_back(i);
-    cur += b;
-  }
-
   fs::create_directories(o.out_dir);
   write_config(o.model_dir, o.out_dir, keeps_fp8);
   for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"})
@@ -176,44 +163,31 @@ QuantizeCheckpointResult quantize_checkpoint(const QuantizeCheckpointOpts& o) {
 
   ThreadPool pool(o.threads);
   QuantizeCheckpointResult res;
-  res.shards = int64_t(shards.size());
-  json weight_map = json::object();
+  std::vector<SafetensorsWriter::Entry> entries;
+  for (const Planned& p : plan) entries.push_back(p.entry);
+  ShardedWriter out(o.out_dir, std::move(entries), o.shard_bytes, {{"format", "pt"}, {"fathom_quant", o.quant}});
+  res.shards = int64_t(out.shards());
   const bool show = o.progress && isatty(2);
-  for (size_t si = 0; si < shards.size(); ++si) {
-    const std::string fname = shards.size() == 1 ? "model.safetensors"
-                                                 : fmt::format("model-{:05d}-of-{:05d}.safetensors", si + 1,
-                                                               shards.size());
-    std::vector<SafetensorsWriter::Entry> entries;
-    for (size_t i : shards[si]) {
-      entries.push_back(plan[i].entry);
-      weight_map[plan[i].entry.name] = fname;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    SafetensorsWriter& w = out.at(i);
+    const Planned& p = plan[i];
+    if (p.requant) {
+      write_requantized(*p.requant, fmt, w, pool);
+      ++res.quantized;
+    } else {
+      w.write(p.src->data, p.src->nbytes);
     }
-    SafetensorsWriter w((fs::path(o.out_dir) / fname).string(), entries,
-                        {{"format", "pt"}, {"fathom_quant", o.quant}});
-    for (size_t i : shards[si]) {
-      const Planned& p = plan[i];
-      if (p.requant) {
-        write_requantized(*p.requant, fmt, w, pool);
-        ++res.quantized;
-      } else {
-        w.write(p.src->data, p.src->nbytes);
-      }
-      release_pages(p.src->data, p.src->nbytes);
-      if (p.requant && p.requant->block_scale) release_pages(p.requant->block_scale, 4);
-      res.bytes_in += p.src->nbytes;
-      res.bytes_out += SafetensorsWriter::entry_bytes(p.entry);
-      ++res.tensors;
-      if (show)
-        std::fprintf(stderr, "\rquantizing %zu/%zu tensors, %.2f GB written", i + 1, plan.size(),
-                     double(res.bytes_out) / 1e9);
-    }
-    w.finish();
+    release_pages(p.src->data, p.src->nbytes);
+    if (p.requant && p.requant->block_scale) release_pages(p.requant->block_scale, 4);
+    res.bytes_in += p.src->nbytes;
+    res.bytes_out += SafetensorsWriter::entry_bytes(p.entry);
+    ++res.tensors;
+    if (show)
+      std::fprintf(stderr, "\rquantizing %zu/%zu tensors, %.2f GB written", i + 1, plan.size(),
+                   double(res.bytes_out) / 1e9);
   }
+  out.finish();
   if (show) std::fprintf(stderr, "\n");
-  if (shards.size() > 1) {
-    std::ofstream out(fs::path(o.out_dir) / "model.safetensors.index.json");
-    out << json{{"metadata", {{"total_size", res.bytes_out}}}, {"weight_map", weight_map}}.dump(1) << "\n";
-  }
   return res;
 }
 

@@ -12,6 +12,7 @@
 #include "core/thread_pool.h"
 #include "io/config.h"
 #include "io/safetensors.h"
+#include "io/sharded_writer.h"
 #include "model/transformer.h"
 
 namespace fathom {
@@ -84,85 +85,60 @@ uint64_t write_random_checkpoint(const RandomCheckpointOpts& o) {
     plan.push_back(p);
   }
 
-  // Shards: consecutive tensors up to shard_bytes each (a weight and its scale stay together).
-  std::vector<std::vector<size_t>> shards(1);
-  uint64_t cur = 0;
-  for (size_t i = 0; i < plan.size(); ++i) {
-    const uint64_t b = SafetensorsWriter::entry_bytes(plan[i].entry);
-    if (cur > 0 && cur + b > o.shard_bytes && !plan[i].fp8_scale) {
-      shards.emplace_back();
-      cur = 0;
-    }
-    shards.back().push_back(i);
-    cur += b;
-  }
-
   fs::create_directories(o.out_dir);
   {
     std::ofstream out(fs::path(o.out_dir) / "config.json");
     out << cj.dump(1) << "\n";
   }
   ThreadPool pool(o.threads);
-  json weight_map = json::object();
+  std::vector<SafetensorsWriter::Entry> entries;
+  for (const Planned& p : plan) entries.push_back(p.entry);
+  ShardedWriter out(o.out_dir, std::move(entries), o.shard_bytes, {{"format", "pt"}});
   uint64_t total = 0;
   const bool show = o.progress && isatty(2);
   std::vector<float> scales;  // the current FP8 weight's scale_inv, written right after it
-  for (size_t si = 0; si < shards.size(); ++si) {
-    const std::string fname = shards.size() == 1 ? "model.safetensors"
-                                                 : fmt::format("model-{:05d}-of-{:05d}.safetensors", si + 1,
-                                                               shards.size());
-    std::vector<SafetensorsWriter::Entry> entries;
-    for (size_t i : shards[si]) {
-      entries.push_back(plan[i].entry);
-      weight_map[plan[i].entry.name] = fname;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    SafetensorsWriter& w = out.at(i);
+    const Planned& p = plan[i];
+    const uint64_t key = mix(o.seed * 1000003 + i);
+    const WeightSpec& s = *p.spec;
+    if (p.fp8_scale) {
+      w.write(scales.data(), scales.size() * 4);
+      continue;
     }
-    SafetensorsWriter w((fs::path(o.out_dir) / fname).string(), entries, {{"format", "pt"}});
-    for (size_t i : shards[si]) {
-      const Planned& p = plan[i];
-      const uint64_t key = mix(o.seed * 1000003 + i);
-      const WeightSpec& s = *p.spec;
-      if (p.fp8_scale) {
-        w.write(scales.data(), scales.size() * 4);
-        continue;
+    const int64_t cols = s.shape.size() > 1 ? s.shape[1] : s.shape[0];
+    const int64_t rows = s.shape.size() > 1 ? s.shape[0] : 1;
+    const bool is_norm = s.kind == WeightKind::Vector && s.name.find("norm") != std::string::npos;
+    const float std = is_norm ? 0.0f : (s.kind == WeightKind::Vector ? 0.02f : 0.02f);
+    const float base = is_norm ? 1.0f : 0.0f;
+    // Strips of rows, generated in parallel, written in order.
+    const int64_t strip = p.fp8_weight ? blk : std::max<int64_t>(1, (int64_t(1) << 22) / cols);
+    std::vector<float> f(size_t(std::min(rows, strip) * cols));
+    std::vector<uint8_t> bytes(f.size() * 4);
+    if (p.fp8_weight) scales.assign(size_t(((rows + blk - 1) / blk) * ((cols + blk - 1) / blk)), 0.f);
+    for (int64_t r0 = 0; r0 < rows; r0 += strip) {
+      const int64_t nr = std::min(strip, rows - r0), n = nr * cols;
+      pool.parallel_for(n, 1 << 14, [&](int64_t b, int64_t e, int) {
+        for (int64_t k = b; k < e; ++k) f[size_t(k)] = base + rnd(key, uint64_t(r0 * cols + k), std);
+      });
+      if (p.fp8_weight) {
+        cpu::quantize_fp8_blocks(f.data(), nr, cols, bytes.data(), scales.data() + (r0 / blk) * ((cols + blk - 1) / blk),
+                                 blk, &pool);
+        w.write(bytes.data(), size_t(n));
+      } else if (p.entry.dtype == DType::F32) {
+        w.write(f.data(), size_t(n) * 4);
+      } else {
+        auto* h = reinterpret_cast<uint16_t*>(bytes.data());
+        for (int64_t k = 0; k < n; ++k) h[k] = f32_to_bf16(f[size_t(k)]);
+        w.write(h, size_t(n) * 2);
       }
-      const int64_t cols = s.shape.size() > 1 ? s.shape[1] : s.shape[0];
-      const int64_t rows = s.shape.size() > 1 ? s.shape[0] : 1;
-      const bool is_norm = s.kind == WeightKind::Vector && s.name.find("norm") != std::string::npos;
-      const float std = is_norm ? 0.0f : (s.kind == WeightKind::Vector ? 0.02f : 0.02f);
-      const float base = is_norm ? 1.0f : 0.0f;
-      // Strips of rows, generated in parallel, written in order.
-      const int64_t strip = p.fp8_weight ? blk : std::max<int64_t>(1, (int64_t(1) << 22) / cols);
-      std::vector<float> f(size_t(std::min(rows, strip) * cols));
-      std::vector<uint8_t> bytes(f.size() * 4);
-      if (p.fp8_weight) scales.assign(size_t(((rows + blk - 1) / blk) * ((cols + blk - 1) / blk)), 0.f);
-      for (int64_t r0 = 0; r0 < rows; r0 += strip) {
-        const int64_t nr = std::min(strip, rows - r0), n = nr * cols;
-        pool.parallel_for(n, 1 << 14, [&](int64_t b, int64_t e, int) {
-          for (int64_t k = b; k < e; ++k) f[size_t(k)] = base + rnd(key, uint64_t(r0 * cols + k), std);
-        });
-        if (p.fp8_weight) {
-          cpu::quantize_fp8_blocks(f.data(), nr, cols, bytes.data(), scales.data() + (r0 / blk) * ((cols + blk - 1) / blk),
-                                   blk, &pool);
-          w.write(bytes.data(), size_t(n));
-        } else if (p.entry.dtype == DType::F32) {
-          w.write(f.data(), size_t(n) * 4);
-        } else {
-          auto* h = reinterpret_cast<uint16_t*>(bytes.data());
-          for (int64_t k = 0; k < n; ++k) h[k] = f32_to_bf16(f[size_t(k)]);
-          w.write(h, size_t(n) * 2);
-        }
-      }
-      total += SafetensorsWriter::entry_bytes(p.entry);
-      if (show) std::fprintf(stderr, "\rwriting %zu/%zu tensors, %.2f GB", i + 1, plan.size(), double(total) / 1e9);
     }
-    w.finish();
+    total += SafetensorsWriter::entry_bytes(p.entry);
+    if (show) std::fprintf(stderr, "\rwriting %zu/%zu tensors, %.2f GB", i + 1, plan.size(), double(total) / 1e9);
   }
+  out.finish();
   if (show) std::fprintf(stderr, "\n");
-  if (shards.size() > 1) {
-    std::ofstream out(fs::path(o.out_dir) / "model.safetensors.index.json");
-    out << json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}.dump(1) << "\n";
-  }
-  return total;
+  return out.bytes();
 }
 
 }  // namespace fathom
