@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cstdio>
+#include <iostream>
 
 #include "core/error.h"
 
@@ -26,6 +28,25 @@ std::vector<int32_t> parse_ids(const std::string& s) {
     i = j + 1;
   }
   return ids;
+}
+
+void map_jsonl_stdin(const std::function<std::string(const std::string&)>& handle) {
+  std::string line, out;
+  size_t lineno = 0;
+  while (std::getline(std::cin, line)) {
+    ++lineno;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;  // blank lines carry no record
+    try {
+      out = handle(line);
+    } catch (const Error& e) {
+      std::fflush(stdout);
+      fail("stdin line {}: {}", lineno, e.what());
+    }
+    out += '\n';
+    std::fwrite(out.data(), 1, out.size(), stdout);
+  }
+  std::fflush(stdout);
 }
 
 AttnMode parse_attn(const std::string& s) {

@@ -1,6 +1,7 @@
 #pragma once
 // Helpers shared by the subcommands.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,10 @@ namespace fathom::cli {
 // "5,17,42" → {5, 17, 42}; a clear error for anything else.
 std::vector<int32_t> parse_ids(const std::string& s);
 AttnMode parse_attn(const std::string& s);
+
+// Reads JSONL records from stdin (blank lines skipped, CRLF accepted) and writes
+// handle(line) + "\n" for each to stdout; an Error names the stdin line.
+void map_jsonl_stdin(const std::function<std::string(const std::string&)>& handle);
 
 // The options every model-running command takes.
 struct ModelArgs {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/error.h"
 #include "template/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -47,22 +48,7 @@ void run(const TemplateOptions& o) {
   const ChatTemplate tmpl = ChatTemplate::load(o.model);
   std::optional<Tokenizer> tok;
   if (!o.text_only) tok.emplace(Tokenizer::load(o.model));
-  std::string line, out;
-  size_t lineno = 0;
-  while (std::getline(std::cin, line)) {
-    ++lineno;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    try {
-      out = process_line(tmpl, tok ? &*tok : nullptr, line);
-    } catch (const Error& e) {
-      std::fflush(stdout);
-      fail("stdin line {}: {}", lineno, e.what());
-    }
-    out += '\n';
-    std::fwrite(out.data(), 1, out.size(), stdout);
-  }
-  std::fflush(stdout);
+  map_jsonl_stdin([&](const std::string& line) { return process_line(tmpl, tok ? &*tok : nullptr, line); });
 }
 
 }  // namespace

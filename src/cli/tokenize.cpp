@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/error.h"
 #include "tokenizer/tokenizer.h"
 
@@ -42,22 +43,7 @@ std::string process_line(const Tokenizer& tok, const TokenizeOptions& o, const s
 
 void run(const TokenizeOptions& o) {
   const Tokenizer tok = Tokenizer::load(o.model);
-  std::string line, out;
-  size_t lineno = 0;
-  while (std::getline(std::cin, line)) {
-    ++lineno;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;  // blank lines carry no record
-    try {
-      out = process_line(tok, o, line);
-    } catch (const Error& e) {
-      std::fflush(stdout);
-      fail("stdin line {}: {}", lineno, e.what());
-    }
-    out += '\n';
-    std::fwrite(out.data(), 1, out.size(), stdout);
-  }
-  std::fflush(stdout);
+  map_jsonl_stdin([&](const std::string& line) { return process_line(tok, o, line); });
 }
 
 }  // namespace
