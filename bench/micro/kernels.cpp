@@ -15,6 +15,7 @@
 
 #include "backend/cpu/bandwidth.h"
 #include "backend/cpu/matmul.h"
+#include "backend/cpu/packed.h"
 #include "backend/cpu/quantize.h"
 
 namespace {
@@ -38,12 +39,20 @@ Isa isa() {
 // `copies` identical weight matrices in separate memory, and their views.
 struct Weights {
   std::vector<std::vector<uint8_t>> data;
+  std::vector<AlignedBytes> packed;  // Packed16 copies of data
   std::vector<float> scale;
   std::vector<WeightView> views;
   size_t bytes = 0;  // of one copy
 };
 
-Weights make_weights(DType t, int64_t N, int64_t K, size_t min_total_bytes) {
+// A format and whether its block weights are packed (Layout::Packed16).
+struct Fmt {
+  DType t;
+  bool pack = false;
+};
+
+Weights make_weights(Fmt f, int64_t N, int64_t K, size_t min_total_bytes) {
+  const DType t = f.t;
   std::mt19937 rng(1);
   std::normal_distribution<float> dist(0.f, 0.02f);
   std::vector<float> src(size_t(N * K));
@@ -70,12 +79,17 @@ Weights make_weights(DType t, int64_t N, int64_t K, size_t min_total_bytes) {
   for (size_t c = 0; c < copies; ++c) w.data.push_back(one);
   for (auto& d : w.data) {
     WeightView v{t, N, K, d.data(), w.scale.empty() ? nullptr : w.scale.data(), 128};
+    if (f.pack) {
+      w.packed.emplace_back();
+      v = pack16(v, w.packed.back(), &pool());
+    }
     w.views.push_back(v);
   }
+  if (f.pack) w.data.clear();
   return w;
 }
 
-void BM_Gemv(benchmark::State& st, DType t) {
+void BM_Gemv(benchmark::State& st, Fmt t) {
   const int64_t N = st.range(0), K = st.range(1);
   const Weights w = make_weights(t, N, K, size_t(256) << 20);
   std::vector<float> x(size_t(K), 0.5f), y(static_cast<size_t>(N));
@@ -85,11 +99,23 @@ void BM_Gemv(benchmark::State& st, DType t) {
     i = (i + 1) % w.views.size();
     benchmark::DoNotOptimize(y.data());
   }
-  st.SetBytesProcessed(int64_t(st.iterations()) * int64_t(w.bytes));
+  st.SetBytesProcessed(int64_t(st.iterations()) * int64_t(w.views[0].bytes()));
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(N * K) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void BM_Gemm(benchmark::State& st, DType t) {
+// GEMV on one copy that stays in cache: the kernel's compute ceiling.
+void BM_GemvHot(benchmark::State& st, Fmt t) {
+  const int64_t N = st.range(0), K = st.range(1);
+  const Weights w = make_weights(t, N, K, 0);
+  std::vector<float> x(size_t(K), 0.5f), y(static_cast<size_t>(N));
+  for (auto _ : st) {
+    matmul(w.views[0], x.data(), 1, y.data(), pool(), {isa()});
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.SetBytesProcessed(int64_t(st.iterations()) * int64_t(w.views[0].bytes()));
+}
+
+void BM_Gemm(benchmark::State& st, Fmt t) {
   const int64_t N = st.range(0), K = st.range(1), m = st.range(2);
   const Weights w = make_weights(t, N, K, 0);
   std::vector<float> x(size_t(m * K)), y(size_t(m * N));
@@ -106,10 +132,10 @@ void BM_Gemm(benchmark::State& st, DType t) {
 // Decode roofline: best full pass of GEMVs over 256 MiB of weight copies against the best
 // read-bandwidth probe over the same amount of memory, interleaved so that both see the
 // same machine state. frac = GEMV weight GB/s ÷ probe GB/s.
-void BM_GemvRoofline(benchmark::State& st, DType t) {
+void BM_GemvRoofline(benchmark::State& st, Fmt t) {
   const int64_t N = st.range(0), K = st.range(1);
   const Weights w = make_weights(t, N, K, size_t(256) << 20);
-  const size_t total = w.bytes * w.views.size();
+  const size_t total = w.views[0].bytes() * w.views.size();
   std::vector<float> x(size_t(K), 0.5f), y(static_cast<size_t>(N));
   double best_gemv = 0, best_bw = 0;
   for (auto _ : st) {
@@ -142,19 +168,29 @@ void gemm_shapes(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK(BM_ReadBandwidth)->Arg(1024)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_GemvRoofline, q8_0, DType::Q8_0)->Args({1408, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_GemvRoofline, q4_0, DType::Q4_0)->Args({1408, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_GemvRoofline, bf16, DType::BF16)->Args({1408, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_Gemv, q8_0, DType::Q8_0)->Apply(gemv_shapes);
-BENCHMARK_CAPTURE(BM_Gemv, q4_0, DType::Q4_0)->Apply(gemv_shapes);
-BENCHMARK_CAPTURE(BM_Gemv, bf16, DType::BF16)->Apply(gemv_shapes);
-BENCHMARK_CAPTURE(BM_Gemv, f16, DType::F16)->Apply(gemv_shapes);
-BENCHMARK_CAPTURE(BM_Gemv, f8_e4m3, DType::F8_E4M3)->Apply(gemv_shapes);
-BENCHMARK_CAPTURE(BM_Gemv, f32, DType::F32)->Apply(gemv_shapes);
-BENCHMARK_CAPTURE(BM_Gemm, q8_0, DType::Q8_0)->Apply(gemm_shapes);
-BENCHMARK_CAPTURE(BM_Gemm, q4_0, DType::Q4_0)->Apply(gemm_shapes);
-BENCHMARK_CAPTURE(BM_Gemm, bf16, DType::BF16)->Apply(gemm_shapes);
-BENCHMARK_CAPTURE(BM_Gemm, f8_e4m3, DType::F8_E4M3)->Apply(gemm_shapes);
-BENCHMARK_CAPTURE(BM_Gemm, f32, DType::F32)->Apply(gemm_shapes);
+BENCHMARK_CAPTURE(BM_GemvRoofline, q8_0, Fmt{DType::Q8_0})->Args({1408, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_GemvRoofline, q4_0, Fmt{DType::Q4_0})->Args({1408, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_GemvRoofline, bf16, Fmt{DType::BF16})->Args({1408, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Gemv, q8_0, Fmt{DType::Q8_0})->Apply(gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemv, q4_0, Fmt{DType::Q4_0})->Apply(gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemv, bf16, Fmt{DType::BF16})->Apply(gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemv, f16, Fmt{DType::F16})->Apply(gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemv, f8_e4m3, Fmt{DType::F8_E4M3})->Apply(gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemv, f32, Fmt{DType::F32})->Apply(gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemm, q8_0, Fmt{DType::Q8_0})->Apply(gemm_shapes);
+BENCHMARK_CAPTURE(BM_Gemm, q4_0, Fmt{DType::Q4_0})->Apply(gemm_shapes);
+BENCHMARK_CAPTURE(BM_Gemm, bf16, Fmt{DType::BF16})->Apply(gemm_shapes);
+BENCHMARK_CAPTURE(BM_Gemm, f8_e4m3, Fmt{DType::F8_E4M3})->Apply(gemm_shapes);
+BENCHMARK_CAPTURE(BM_Gemm, f32, Fmt{DType::F32})->Apply(gemm_shapes);
+BENCHMARK_CAPTURE(BM_GemvRoofline, q8_0_packed, Fmt{DType::Q8_0, true})->Args({1408, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_GemvRoofline, q4_0_packed, Fmt{DType::Q4_0, true})->Args({1408, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_GemvHot, q8_0, Fmt{DType::Q8_0})->Args({1408, 2048})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_GemvHot, q4_0, Fmt{DType::Q4_0})->Args({1408, 2048})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_GemvHot, q8_0_packed, Fmt{DType::Q8_0, true})->Args({1408, 2048})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_GemvHot, q4_0_packed, Fmt{DType::Q4_0, true})->Args({1408, 2048})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Gemv, q8_0_packed, Fmt{DType::Q8_0, true})->Apply(gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemv, q4_0_packed, Fmt{DType::Q4_0, true})->Apply(gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemm, q8_0_packed, Fmt{DType::Q8_0, true})->Apply(gemm_shapes);
+BENCHMARK_CAPTURE(BM_Gemm, q4_0_packed, Fmt{DType::Q4_0, true})->Apply(gemm_shapes);
 
 }  // namespace

@@ -9,7 +9,7 @@
 namespace fathom {
 
 size_t MlpWeights::bytes() const {
-  auto b = [](const cpu::WeightView* w) { return w ? w->row_bytes() * size_t(w->rows) : 0; };
+  auto b = [](const cpu::WeightView* w) { return w ? w->bytes() : 0; };
   return b(gate) + b(up) + b(down);
 }
 
@@ -102,7 +102,7 @@ Moe::Moe(const ModelConfig& cfg, MoeWeights w) : rc_(RouterConfig::from(cfg)), w
 }
 
 size_t Moe::active_bytes() const {
-  return w_.router->row_bytes() * size_t(w_.router->rows) + w_.shared.bytes() +
+  return w_.router->bytes() + w_.shared.bytes() +
          size_t(rc_.top_k) * w_.experts[0].bytes();
 }
 

@@ -11,7 +11,7 @@ GqaAttention::GqaAttention(const ModelConfig& cfg, GqaWeights w, const Rope& rop
       scale_(float(cfg.attn_scale())) {}
 
 size_t GqaAttention::active_bytes() const {
-  auto b = [](const cpu::WeightView* w) { return w->row_bytes() * size_t(w->rows); };
+  auto b = [](const cpu::WeightView* w) { return w->bytes(); };
   return b(w_.q) + b(w_.k) + b(w_.v) + b(w_.o);
 }
 

@@ -11,13 +11,11 @@ namespace fathom {
 enum : size_t { kQ, kQa, kKv, kAttn, kNaiveLat, kNaiveKv, kThread, kQn, kQlat, kQl, kCtx, kOh };
 
 cpu::WeightView MlaAbsorbedWeights::head(const cpu::WeightView& w, int64_t h, int64_t n) {
-  cpu::WeightView v = w;
-  v.rows = n;
-  v.data = w.row(h * n);
-  return v;
+  return cpu::slice_rows(w, h * n, n);
 }
 
-MlaAbsorbedWeights MlaAbsorbedWeights::from(const cpu::WeightView& kv_b, int64_t H, int64_t nope, int64_t v) {
+MlaAbsorbedWeights MlaAbsorbedWeights::from(const cpu::WeightView& kv_b, int64_t H, int64_t nope, int64_t v,
+                                            bool repack) {
   const int64_t r = kv_b.cols, per = nope + v;
   std::vector<float> full(size_t(kv_b.rows * r));  // [H*(nope+v), r] exact values
   for (int64_t i = 0; i < kv_b.rows; ++i) cpu::dequantize_row(kv_b, i, full.data() + i * r);
@@ -40,25 +38,34 @@ MlaAbsorbedWeights MlaAbsorbedWeights::from(const cpu::WeightView& kv_b, int64_t
   a.uv.dtype = pick(r);
   a.uv.rows = H * v;
   a.uv.cols = r;
-  a.uv_data.resize(a.uv.row_bytes() * size_t(a.uv.rows));
+  a.uv_data = cpu::alloc_aligned(a.uv.bytes());
   for (int64_t h = 0; h < H; ++h)
     for (int64_t j = 0; j < v; ++j) {
-      uint8_t* dst = a.uv_data.data() + size_t(h * v + j) * a.uv.row_bytes();
-      if (a.uv.dtype == kv_b.dtype) std::memcpy(dst, kv_b.row(h * per + nope + j), a.uv.row_bytes());  // same bytes
+      uint8_t* dst = a.uv_data.get() + size_t(h * v + j) * a.uv.row_bytes();
+      if (a.uv.dtype == kv_b.dtype) cpu::copy_row_blocks(kv_b, h * per + nope + j, dst);  // same values
       else store(a.uv.dtype, full.data() + (h * per + nope + j) * r, r, dst);
     }
-  a.uv.data = a.uv_data.data();
+  a.uv.data = a.uv_data.get();
   a.uk_t.dtype = pick(nope);
   a.uk_t.rows = H * r;
   a.uk_t.cols = nope;
-  a.uk_t_data.resize(a.uk_t.row_bytes() * size_t(a.uk_t.rows));
+  a.uk_t_data = cpu::alloc_aligned(a.uk_t.bytes());
   std::vector<float> col(static_cast<size_t>(nope));  // [nope]
   for (int64_t h = 0; h < H; ++h)
     for (int64_t j = 0; j < r; ++j) {
       for (int64_t n = 0; n < nope; ++n) col[size_t(n)] = full[size_t((h * per + n) * r + j)];
-      store(a.uk_t.dtype, col.data(), nope, a.uk_t_data.data() + size_t(h * r + j) * a.uk_t.row_bytes());
+      store(a.uk_t.dtype, col.data(), nope, a.uk_t_data.get() + size_t(h * r + j) * a.uk_t.row_bytes());
     }
-  a.uk_t.data = a.uk_t_data.data();
+  a.uk_t.data = a.uk_t_data.get();
+  // Per-head slices must not split a packed group of 16 rows.
+  auto pack = [&](cpu::WeightView& w, cpu::AlignedBytes& data, int64_t per_head) {
+    if (!repack || !cpu::packing_pays(w.dtype) || per_head % cpu::kPackRows) return;
+    cpu::AlignedBytes packed;
+    w = cpu::pack16(w, packed, nullptr);
+    data = std::move(packed);
+  };
+  pack(a.uv, a.uv_data, v);
+  pack(a.uk_t, a.uk_t_data, r);
   return a;
 }
 
@@ -70,7 +77,7 @@ MlaAttention::MlaAttention(const ModelConfig& cfg, MlaWeights w, const Rope& rop
   v_ = cfg.v_head_dim;
   r_ = cfg.kv_lora_rank;
   scale_ = float(cfg.attn_scale());
-  abs_ = MlaAbsorbedWeights::from(*w_.kv_b, H_, nope_, v_);
+  abs_ = MlaAbsorbedWeights::from(*w_.kv_b, H_, nope_, v_, w_.kv_b->layout == cpu::Layout::Packed16);
   for (int64_t h = 0; h < H_; ++h) {
     uk_heads_.push_back(MlaAbsorbedWeights::head(abs_.uk_t, h, r_));
     uv_heads_.push_back(MlaAbsorbedWeights::head(abs_.uv, h, v_));
@@ -78,7 +85,7 @@ MlaAttention::MlaAttention(const ModelConfig& cfg, MlaWeights w, const Rope& rop
 }
 
 size_t MlaAttention::active_bytes() const {
-  auto b = [](const cpu::WeightView* w) { return w ? w->row_bytes() * size_t(w->rows) : 0; };
+  auto b = [](const cpu::WeightView* w) { return w ? w->bytes() : 0; };
   // Decoding reads kv_b through its absorbed halves.
   return b(w_.q_a) + b(w_.q_b) + b(w_.q) + b(w_.kv_a) + b(&abs_.uk_t) + b(&abs_.uv) + b(w_.o);
 }

@@ -5,6 +5,7 @@
 // k_pe (qk_rope_head_dim). Absorbed: kv_b_proj is folded into the query (q_lat = W_UKᵀ q_nope)
 // and the output (o = W_UV · Σ p c), so attention runs in the latent space. Naive: k and v are
 // expanded from the cached latents with kv_b_proj, as the reference does.
+#include "backend/cpu/packed.h"
 #include "layers/common.h"
 #include "layers/rope.h"
 
@@ -26,8 +27,9 @@ struct MlaWeights {
 struct MlaAbsorbedWeights {
   cpu::WeightView uk_t;  // [H*r, nope]
   cpu::WeightView uv;    // [H*v, r]
-  std::vector<uint8_t> uk_t_data, uv_data;
-  static MlaAbsorbedWeights from(const cpu::WeightView& kv_b, int64_t H, int64_t nope, int64_t v);
+  cpu::AlignedBytes uk_t_data, uv_data;
+  // Block formats are packed for the CPU's fastest kernel when `repack` and it pays.
+  static MlaAbsorbedWeights from(const cpu::WeightView& kv_b, int64_t H, int64_t nope, int64_t v, bool repack);
   // Rows [h*n, (h+1)*n) of w.
   static cpu::WeightView head(const cpu::WeightView& w, int64_t h, int64_t n);
 };

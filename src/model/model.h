@@ -37,6 +37,7 @@ struct LoadOpts {
   int threads = 0;             // 0: all cores
   std::string quant;           // "", "q8_0", "q4_0": requantize linear weights at load
   bool progress = false;       // progress bar on stderr
+  bool repack = true;          // let the CPU backend rearrange block formats for its fastest kernel
 };
 
 class Model {

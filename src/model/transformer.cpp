@@ -8,7 +8,7 @@ Transformer::Transformer(ModelConfig cfg, std::unique_ptr<Weights> weights, cons
     : cfg_(std::move(cfg)), weights_(std::move(weights)), pool_(opts.threads) {}
 
 size_t Transformer::active_bytes_per_token() const {
-  size_t n = lm_head_->row_bytes() * size_t(lm_head_->rows);
+  size_t n = lm_head_->bytes();
   for (auto& l : layers_) n += l.attn_bytes + l.ffn->active_bytes();
   return n;
 }

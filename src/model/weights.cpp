@@ -60,7 +60,7 @@ Weights::Weights(const std::string& dir, const ModelConfig& cfg, const std::vect
                  const LoadOpts& opts)
     : store_(TensorStore::open(dir)) {
   const auto quant = parse_quant(opts.quant);
-  ThreadPool pool(quant ? opts.threads : 1);  // requantizing a large model is worth all cores
+  ThreadPool pool(opts.threads);  // requantizing or packing a large model is worth all cores
   Progress progress(opts.progress, table.size());
   for (const WeightSpec& spec : table) {
     progress.step();
@@ -113,7 +113,7 @@ Weights::Weights(const std::string& dir, const ModelConfig& cfg, const std::vect
       q.dtype = *quant;
       q.block_scale = nullptr;
       const size_t rb = dtype_bytes(*quant, w.cols);
-      auto buf = std::make_unique<uint8_t[]>(rb * size_t(w.rows));
+      cpu::AlignedBytes buf = cpu::alloc_aligned(rb * size_t(w.rows));
       pool.parallel_for(w.rows, 16, [&](int64_t r0, int64_t r1, int) {
         std::vector<float> row(static_cast<size_t>(w.cols));  // [cols]
         for (int64_t r = r0; r < r1; ++r) {
@@ -126,7 +126,15 @@ Weights::Weights(const std::string& dir, const ModelConfig& cfg, const std::vect
       store_.release(*t);
       w = q;
     }
-    bytes_ += w.row_bytes() * size_t(w.rows);
+    if (spec.kind == WeightKind::Linear && opts.repack && cpu::packing_pays(w.dtype) && w.cols % 32 == 0) {
+      cpu::AlignedBytes buf;
+      const cpu::WeightView p = cpu::pack16(w, buf, &pool);
+      if (!owned_.empty() && owned_.back().get() == w.data) owned_.pop_back();  // the requantized rows
+      else store_.release(*t);
+      owned_.push_back(std::move(buf));
+      w = p;
+    }
+    bytes_ += w.bytes();
     if (w.block_scale) bytes_ += size_t(((w.rows + w.block - 1) / w.block) * ((w.cols + w.block - 1) / w.block)) * 4;
     linear_[spec.name] = w;
   }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/cpu/matmul.h"
+#include "backend/cpu/packed.h"
 #include "io/config.h"
 #include "io/safetensors.h"
 #include "model/model.h"
@@ -49,7 +50,7 @@ class Weights {
   TensorStore store_;
   std::map<std::string, cpu::WeightView> linear_;
   std::map<std::string, std::vector<float>> vec_;
-  std::vector<std::unique_ptr<uint8_t[]>> owned_;  // requantized weights
+  std::vector<cpu::AlignedBytes> owned_;  // requantized or packed weights
   size_t bytes_ = 0;
 };
 

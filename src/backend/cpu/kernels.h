@@ -33,7 +33,8 @@ struct alignas(32) QActPair {
 struct QuantActs {
   const int8_t* q = nullptr;             // [m, K]
   const float* d = nullptr;              // [m, K/32]
-  const QActPair* pairs = nullptr;       // [m, ceil(K/64)], AVX2 only
+  const QActPair* pairs = nullptr;       // [m, ceil(K/64)], AVX2 on Rows weights only
+  const int32_t* ncorr = nullptr;        // [m, K/32] -offset·Σq per block, Packed16 weights only
 };
 
 // Rearranges one quantized row (nb blocks) into ceil(nb/2) pairs.
@@ -52,6 +53,9 @@ struct Job {
 void run_cols_scalar(const Job& job, int64_t n0, int64_t n1);
 void run_cols_float_avx2(const Job& job, int64_t n0, int64_t n1);
 void run_cols_quant_avx2(const Job& job, int64_t n0, int64_t n1);
+// Packed16 weights (packed.h); n0 is a multiple of 16. The two are bit-identical.
+void run_cols_packed_scalar(const Job& job, int64_t n0, int64_t n1);
+void run_cols_packed_vnni(const Job& job, int64_t n0, int64_t n1);
 
 // Quantizes one activation row of K values (K % 32 == 0) to Q8 blocks, round to nearest
 // even with d = amax/127. Both versions give identical bytes.

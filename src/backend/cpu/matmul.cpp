@@ -8,13 +8,48 @@
 #include <vector>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/packed.h"
 #include "core/error.h"
 
 namespace fathom::cpu {
 
 using detail::kQBlock;
 
+size_t WeightView::bytes() const {
+  if (layout == Layout::Packed16) {
+    const PackedGeometry g = packed_geometry(dtype, rows, cols);
+    return size_t(g.groups * g.group_bytes);
+  }
+  return row_bytes() * size_t(rows);
+}
+
+WeightView slice_rows(const WeightView& w, int64_t r0, int64_t n) {
+  FATHOM_CHECK(r0 >= 0 && n >= 0 && r0 + n <= w.rows, "slice_rows: rows [{}, {}) of {}", r0, r0 + n, w.rows);
+  WeightView v = w;
+  v.rows = n;
+  if (w.layout == Layout::Rows) {
+    v.data = w.row(r0);
+  } else {
+    FATHOM_CHECK(r0 % kPackRows == 0 && (n % kPackRows == 0 || r0 + n == w.rows),
+                 "slice_rows: rows [{}, {}) split a packed group of 16", r0, r0 + n);
+    v.data = static_cast<const uint8_t*>(w.data) + (r0 / kPackRows) * packed_geometry(w.dtype, w.rows, w.cols).group_bytes;
+  }
+  // FP8 block scales are indexed by row / block, which a slice would shift.
+  FATHOM_CHECK(w.block_scale == nullptr || r0 % w.block == 0, "slice_rows: row {} splits an FP8 scale block", r0);
+  if (w.block_scale) v.block_scale = w.block_scale + (r0 / w.block) * ((w.cols + w.block - 1) / w.block);
+  return v;
+}
+
 void dequantize_row(const WeightView& w, int64_t r, float* out) {
+  if (w.layout == Layout::Packed16) {
+    thread_local std::vector<uint8_t> tmp;  // [row_bytes], grows once per thread
+    if (tmp.size() < w.row_bytes()) tmp.resize(w.row_bytes());
+    copy_row_blocks(w, r, tmp.data());
+    WeightView rw = w;
+    rw.layout = Layout::Rows;
+    rw.data = tmp.data();
+    return dequantize_row(rw, 0, out);
+  }
   const uint8_t* p = w.row(r);
   const int64_t K = w.cols;
   switch (w.dtype) {
@@ -84,6 +119,16 @@ bool cpu_has_avx2() {
 #endif
 }
 
+bool cpu_has_avx512_vnni() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool has = cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  return has;
+#else
+  return false;
+#endif
+}
+
 namespace {
 
 bool is_quant(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
@@ -101,6 +146,7 @@ void check(const WeightView& w) {
       break;
     default: fail("matmul: unsupported weight dtype {}", dtype_name(w.dtype));
   }
+  FATHOM_CHECK(w.layout == Layout::Rows || is_quant(w.dtype), "matmul: packed {} weight", dtype_name(w.dtype));
 }
 
 // Scratch of the calling thread: grows to the largest call, then never allocates.
@@ -108,6 +154,7 @@ struct Scratch {
   std::vector<int8_t> q;                 // quantized activations of every task, [Σ m·K]
   std::vector<float> d;                  // their block scales, [Σ m·K/32]
   std::vector<detail::QActPair> pairs;   // AVX2 layout, [Σ m·ceil(K/64)]
+  std::vector<int32_t> ncorr;            // Packed16 -offset·Σq, [Σ m·K/32]
   std::vector<detail::Job> jobs;         // one per task
 };
 
@@ -120,6 +167,7 @@ struct Section {
   const detail::Job* jobs;
   size_t n_jobs;
   bool simd;
+  bool vnni;  // Packed16 weights run the AVX-512 VNNI kernel
   QuantRowFn quant_row;
   int parts;
   int64_t quant_rows;  // Σ m over quantized tasks
@@ -143,6 +191,15 @@ void quantize_part(const Section& s, int t) {
       float* d = const_cast<float*>(job.qa.d) + i * nb;
       s.quant_row(job.x + i * K, K, q, d);
       if (job.qa.pairs) detail::build_act_pairs(q, d, nb, const_cast<detail::QActPair*>(job.qa.pairs) + i * np);
+      if (job.qa.ncorr) {
+        const int32_t offset = packed_geometry(job.w->dtype, 1, K).offset;
+        int32_t* c = const_cast<int32_t*>(job.qa.ncorr) + i * nb;
+        for (int64_t b2 = 0; b2 < nb; ++b2) {
+          int32_t sum = 0;
+          for (int e = 0; e < kQBlock; ++e) sum += q[b2 * kQBlock + e];
+          c[b2] = -offset * sum;
+        }
+      }
     }
     base += job.m;
   }
@@ -154,10 +211,12 @@ void cols_part(const Section& s, int t) {
     const int64_t N = job.w->rows;
     const int parts = int(std::min<int64_t>(s.parts, std::max<int64_t>(1, N / 8)));
     if (t >= parts) continue;
-    const auto [b, e] = part(N, parts, t, 4);
-    const ColsFn fn = !s.simd                      ? detail::run_cols_scalar
-                      : is_quant(job.w->dtype)       ? detail::run_cols_quant_avx2
-                                                     : detail::run_cols_float_avx2;
+    const bool packed = job.w->layout == Layout::Packed16;
+    const auto [b, e] = part(N, parts, t, packed ? kPackRows : 4);
+    const ColsFn fn = packed                   ? (s.vnni ? detail::run_cols_packed_vnni : detail::run_cols_packed_scalar)
+                      : !s.simd                ? detail::run_cols_scalar
+                      : is_quant(job.w->dtype) ? detail::run_cols_quant_avx2
+                                               : detail::run_cols_float_avx2;
     if (b < e) fn(job, b, e);
   }
 }
@@ -166,10 +225,13 @@ void cols_part(const Section& s, int t) {
 
 void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const MatmulOpts& opts) {
   FATHOM_CHECK(!(opts.isa == Isa::Avx2 && !cpu_has_avx2()), "matmul: AVX2 requested but this CPU lacks AVX2/FMA/F16C");
-  const bool simd = opts.isa == Isa::Avx2 || (opts.isa == Isa::Auto && cpu_has_avx2());
+  FATHOM_CHECK(!(opts.isa == Isa::Avx512 && !cpu_has_avx512_vnni()),
+               "matmul: AVX-512 VNNI requested but this CPU lacks it");
+  const bool simd = opts.isa == Isa::Avx2 || opts.isa == Isa::Avx512 || (opts.isa == Isa::Auto && cpu_has_avx2());
+  const bool vnni = opts.isa == Isa::Avx512 || (opts.isa == Isa::Auto && cpu_has_avx512_vnni());
   thread_local Scratch scratch;
   // Sizes first, so the scratch grows at most once per call and the pointers stay valid.
-  size_t nq = 0, nd = 0, np = 0;
+  size_t nq = 0, nd = 0, np = 0, nc = 0;
   int64_t quant_rows = 0, work = 0;
   for (size_t j = 0; j < n; ++j) {
     const MatmulTask& t = tasks[j];
@@ -178,23 +240,31 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
     work += t.m * t.w->rows * std::max<int64_t>(t.w->cols, 1);
     if (!is_quant(t.w->dtype)) continue;
     const int64_t K = t.w->cols, nb = K / kQBlock;
-    nq += size_t(t.m * K), nd += size_t(t.m * nb), np += simd ? size_t(t.m * ((nb + 1) / 2)) : 0;
+    const bool packed = t.w->layout == Layout::Packed16;
+    nq += size_t(t.m * K), nd += size_t(t.m * nb);
+    np += simd && !packed ? size_t(t.m * ((nb + 1) / 2)) : 0;
+    nc += packed ? size_t(t.m * nb) : 0;
     quant_rows += t.m;
   }
   if (scratch.q.size() < nq) scratch.q.resize(nq);
   if (scratch.d.size() < nd) scratch.d.resize(nd);
   if (scratch.pairs.size() < np) scratch.pairs.resize(np);
+  if (scratch.ncorr.size() < nc) scratch.ncorr.resize(nc);
   if (scratch.jobs.size() < n) scratch.jobs.resize(n);
   size_t n_jobs = 0;
-  nq = nd = np = 0;
+  nq = nd = np = nc = 0;
   for (size_t j = 0; j < n; ++j) {
     const MatmulTask& t = tasks[j];
     if (t.m <= 0 || t.w->rows <= 0) continue;
     detail::Job job{t.w, t.x, {}, t.m, t.y};
     if (is_quant(t.w->dtype)) {
       const int64_t K = t.w->cols, nb = K / kQBlock;
-      job.qa = {scratch.q.data() + nq, scratch.d.data() + nd, simd ? scratch.pairs.data() + np : nullptr};
-      nq += size_t(t.m * K), nd += size_t(t.m * nb), np += simd ? size_t(t.m * ((nb + 1) / 2)) : 0;
+      const bool packed = t.w->layout == Layout::Packed16;
+      job.qa = {scratch.q.data() + nq, scratch.d.data() + nd,
+                simd && !packed ? scratch.pairs.data() + np : nullptr, packed ? scratch.ncorr.data() + nc : nullptr};
+      nq += size_t(t.m * K), nd += size_t(t.m * nb);
+      np += simd && !packed ? size_t(t.m * ((nb + 1) / 2)) : 0;
+      nc += packed ? size_t(t.m * nb) : 0;
     }
     scratch.jobs[n_jobs++] = job;
   }
@@ -202,7 +272,7 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
 
   // Small products are not worth waking the pool (results do not depend on it anyway).
   const int threads = work < (int64_t(1) << 16) ? 1 : pool.size();
-  Section sec{scratch.jobs.data(), n_jobs, simd,
+  Section sec{scratch.jobs.data(), n_jobs, simd, vnni,
               simd ? detail::quantize_act_row_avx2 : detail::quantize_act_row_scalar, threads, quant_rows};
   const Section* sp = &sec;
   if (quant_rows > 0) {

@@ -12,7 +12,14 @@
 
 namespace fathom::cpu {
 
-// A weight matrix as stored: `rows` outputs × `cols` inputs, row-major (HF Linear layout).
+// How a matrix's bytes are arranged.
+enum class Layout : uint8_t {
+  Rows,      // row-major, each row in its dtype's own encoding (HF Linear layout)
+  Packed16,  // Q8_0/Q4_0 only: groups of 16 rows interleaved for int8 dot-product
+             // instructions that multiply 4 bytes of 16 outputs at once (packed.h)
+};
+
+// A weight matrix: `rows` outputs × `cols` inputs.
 struct WeightView {
   DType dtype = DType::F32;  // F32, F16, BF16, F8_E4M3, Q8_0, Q4_0
   int64_t rows = 0;          // N (out features)
@@ -21,17 +28,27 @@ struct WeightView {
   // F8_E4M3 only: scale_inv [ceil(rows/block), ceil(cols/block)], w = fp8 * scale_inv.
   const float* block_scale = nullptr;
   int64_t block = 128;
+  Layout layout = Layout::Rows;
 
+  // Bytes of one row in its dtype's encoding, and row r itself (Layout::Rows only).
   size_t row_bytes() const { return dtype_bytes(dtype, cols); }
   const uint8_t* row(int64_t r) const { return static_cast<const uint8_t*>(data) + r * row_bytes(); }
+  // Bytes of the whole matrix in its layout (FP8 scales not included).
+  size_t bytes() const;
 };
 
-// Which implementation runs. Auto picks AVX2 when the CPU has it, else Scalar. The two give
-// the same results up to rounding (float formats: fused vs unfused multiply-add; Q8_0/Q4_0:
-// identical int32 block sums), and each is batch- and thread-invariant on its own.
+// Rows [r0, r0+n) of w as a view. Packed16 needs r0 % 16 == 0 and n % 16 == 0 (or r0+n == rows).
+WeightView slice_rows(const WeightView& w, int64_t r0, int64_t n);
+
+// Which implementation runs. Auto picks the best the CPU has: Packed16 weights run the
+// AVX-512 VNNI kernel (else a scalar mirror of it, bit-identical), Rows weights the AVX2
+// kernels (else scalar ones). Avx512 asks for the VNNI kernel on Packed16 weights (and AVX2
+// for the rest); Avx2 and Scalar run Packed16 weights on the scalar mirror. Implementations
+// agree up to rounding (float formats: fused vs unfused multiply-add; Q8_0/Q4_0: identical
+// int32 block sums), and each is batch- and thread-invariant on its own.
 // Q8_0/Q4_0 weights quantize each row of x to Q8 blocks of 32 (d = amax/127, round to
 // nearest even) and run int8 dot products; float formats use exact fp32 math.
-enum class Isa { Auto, Scalar, Avx2 };
+enum class Isa { Auto, Scalar, Avx2, Avx512 };
 
 struct MatmulOpts {
   Isa isa = Isa::Auto;
@@ -57,5 +74,7 @@ void dequantize_row(const WeightView& w, int64_t r, float* out);
 
 // True when this CPU can run the AVX2 kernels (AVX2, FMA and F16C).
 bool cpu_has_avx2();
+// True when this CPU can run the AVX-512 VNNI kernels (F, BW, VL, VNNI; the OS saves zmm state).
+bool cpu_has_avx512_vnni();
 
 }  // namespace fathom::cpu
