@@ -1,5 +1,6 @@
 #include "layers/mla.h"
 
+#include <atomic>
 #include <cmath>
 
 #include "backend/cpu/quantize.h"
@@ -144,21 +145,33 @@ void MlaAttention::attend_absorbed(const float* q, float* o, const LayerCtx& ctx
     }
 
   // Attention in the latent space: the cache row [c | k_pe] is scored against [q_lat | q_pe].
+  // Units of (row, group of heads) go to whichever thread is free (rows of a prefill chunk see
+  // different context lengths); a unit scores all its heads against each cache row at once.
+  // Neither changes any bit: each (row, head) is computed the same way wherever it runs.
   const int64_t max_ctx = ctx.cache->max_ctx();
   float* c_all = s.get(kCtx, size_t(H_ * R * r_));  // [H, R, r] Σ p·c per row and head
-  float* tbuf = s.get(kThread, size_t(max_ctx) * size_t(pool.size()));
-  pool.parallel_for(R * H_, 1, [&](int64_t b, int64_t e, int t) {
-    float* sc = tbuf + max_ctx * t;
-    for (int64_t ih = b; ih < e; ++ih) {
-      const int64_t i = ih / H_, h = ih % H_;
+  const int64_t groups = R >= 2 * pool.size() ? 1 : std::min<int64_t>(H_, 2 * pool.size());
+  const int64_t hg = (H_ + groups - 1) / groups;  // heads per unit
+  float* tbuf = s.get(kThread, size_t(hg * max_ctx) * size_t(pool.size()));  // [threads, hg, max_ctx]
+  std::atomic<int64_t> next{0};
+  auto units = [&](int t) {
+    float* sc = tbuf + hg * max_ctx * t;  // [hg, max_ctx]
+    for (int64_t u = next.fetch_add(1); u < R * groups; u = next.fetch_add(1)) {
+      const int64_t i = u / groups, h0 = (u % groups) * hg, nh = std::min(hg, H_ - h0);
+      if (nh <= 0) continue;
       const int64_t P = ctx.batch->pos[i] + 1;
       const cpu::LatentCache cache{DType::F32, ctx.cache->at(ctx.layer, ctx.batch->slot[i], 0), W};
-      cpu::latent_scores(ql + (h * R + i) * W, cache, P, W, sc);
-      for (int64_t tp = 0; tp < P; ++tp) sc[tp] *= scale_;
-      ops::softmax(sc, P);
-      cpu::latent_weighted_sum(sc, cache, P, r_, c_all + (h * R + i) * r_);
+      cpu::latent_scores_heads(ql + (h0 * R + i) * W, R * W, nh, cache, P, W, sc, max_ctx);
+      for (int64_t h = 0; h < nh; ++h) {
+        float* sh = sc + h * max_ctx;
+        for (int64_t tp = 0; tp < P; ++tp) sh[tp] *= scale_;
+        ops::softmax(sh, P);
+      }
+      cpu::latent_weighted_sum_heads(sc, max_ctx, nh, cache, P, r_, c_all + (h0 * R + i) * r_, R * r_);
     }
-  });
+  };
+  if (R * groups > 1) pool.run_all(units);
+  else units(0);
   // o_h = W_UV_h · c_h, per head, then [H, R, v] → [R, H*v].
   float* oh = s.get(kOh, size_t(H_ * R * v_));  // [H, R, v]
   tasks_.clear();

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "backend/cpu/vec.h"
 #include "weights.h"
@@ -52,6 +53,32 @@ TEST(Vec, LatentScoresAndWeightedSum) {
           ref += v, mag += std::fabs(v);
         }
         EXPECT_NEAR(o[size_t(i)], ref, 1e-6 * mag + 1e-30);
+      }
+    }
+  }
+}
+
+// Several heads at once must give exactly the per-head results (decode and prefill split the
+// heads differently), for odd head counts, row counts across the L2 chunk, and odd dims.
+TEST(Vec, LatentHeadsMatchOneHeadBitForBit) {
+  for (int64_t dim : {517, 576, 40}) {
+    const int64_t stride = dim + 11;
+    for (int64_t T : {1, 5, 8, 61, 300}) {
+      for (int64_t nh : {1, 2, 3, 16}) {
+        const auto f = testing::random_floats(size_t(T * stride), 6);
+        const LatentCache c{DType::F32, f.data(), stride};
+        const int64_t qs = dim + 3, ps = T + 5, os = dim + 7;
+        const auto q = testing::random_floats(size_t(nh * qs), 7), p = testing::random_floats(size_t(nh * ps), 8);
+        std::vector<float> s(size_t(nh * ps), 0.f), o(size_t(nh * os), 0.f), s1(static_cast<size_t>(T)),
+            o1(static_cast<size_t>(dim));
+        latent_scores_heads(q.data(), qs, nh, c, T, dim, s.data(), ps);
+        latent_weighted_sum_heads(p.data(), ps, nh, c, T, dim, o.data(), os);
+        for (int64_t h = 0; h < nh; ++h) {
+          latent_scores(q.data() + h * qs, c, T, dim, s1.data());
+          latent_weighted_sum(p.data() + h * ps, c, T, dim, o1.data());
+          ASSERT_EQ(0, std::memcmp(s1.data(), s.data() + h * ps, size_t(T) * 4)) << dim << " " << T << " " << nh << " " << h;
+          ASSERT_EQ(0, std::memcmp(o1.data(), o.data() + h * os, size_t(dim) * 4)) << dim << " " << T << " " << nh << " " << h;
+        }
       }
     }
   }

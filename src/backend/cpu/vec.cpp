@@ -15,6 +15,18 @@ float load_elem(const LatentCache& c, int64_t i) {
   return static_cast<const float*>(c.data)[i];
 }
 
+// The cache from row t0 / from column i0 on.
+LatentCache c_rows(const LatentCache& c, int64_t t0) {
+  LatentCache r = c;
+  r.data = static_cast<const uint8_t*>(c.data) + t0 * c.stride * (c.dtype == DType::BF16 ? 2 : 4);
+  return r;
+}
+LatentCache c_cols(const LatentCache& c, int64_t i0) {
+  LatentCache r = c;
+  r.data = static_cast<const uint8_t*>(c.data) + i0 * (c.dtype == DType::BF16 ? 2 : 4);
+  return r;
+}
+
 float dot_scalar(const float* a, const float* b, int64_t n) {
   float acc[8] = {};
   int64_t i = 0;
@@ -100,6 +112,81 @@ void weighted_sum_avx2(const float* p, const LatentCache& c, int64_t T, int64_t 
     out[i] = s;
   }
 }
+
+// Two heads × four cache rows per pass (8 accumulators): each load of a cache row serves two
+// heads, each load of q four rows. Per (head, row) the arithmetic is scores_avx2's: one
+// 8-lane FMA chain over dim in order, hsum, then the scalar tail.
+void scores_heads_avx2(const float* q, int64_t qs, int64_t nh, const LatentCache& c, int64_t T, int64_t dim,
+                       float* scores, int64_t ss) {
+  const int64_t d8 = dim & ~int64_t(7);
+  // Chunks of cache rows that stay in L2 while every head pair passes over them.
+  const int64_t chunk = std::max<int64_t>(4, ((128 << 10) / std::max<int64_t>(1, dim * 4)) & ~int64_t(3));
+  for (int64_t t0 = 0; t0 < T; t0 += chunk) {
+    const int64_t t1 = std::min(T, t0 + chunk), t4 = t0 + (t1 - t0) / 4 * 4;
+    int64_t h = 0;
+    for (; h + 2 <= nh; h += 2) {
+      const float* qa = q + h * qs;
+      const float* qb = qa + qs;
+      for (int64_t t = t0; t < t4; t += 4) {
+        __m256 a[4], b[4];
+        for (int r = 0; r < 4; ++r) a[r] = b[r] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < d8; i += 8) {
+          const __m256 va = _mm256_loadu_ps(qa + i), vb = _mm256_loadu_ps(qb + i);
+          for (int r = 0; r < 4; ++r) {
+            const __m256 cv = load8(c, (t + r) * c.stride + i);
+            a[r] = _mm256_fmadd_ps(va, cv, a[r]);
+            b[r] = _mm256_fmadd_ps(vb, cv, b[r]);
+          }
+        }
+        for (int r = 0; r < 4; ++r) {
+          float va = simd::hsum(a[r]), vb = simd::hsum(b[r]);
+          for (int64_t i = d8; i < dim; ++i) {
+            const float cv = load_elem(c, (t + r) * c.stride + i);
+            va += qa[i] * cv;
+            vb += qb[i] * cv;
+          }
+          scores[h * ss + t + r] = va;
+          scores[(h + 1) * ss + t + r] = vb;
+        }
+      }
+    }
+    for (; h < nh; ++h) scores_avx2(q + h * qs, c_rows(c, t0), t4 - t0, dim, scores + h * ss + t0);
+    // Rows past the last group of four, one at a time as scores_avx2 does.
+    for (int64_t hh = 0; hh < nh && t4 < t1; ++hh) scores_avx2(q + hh * qs, c_rows(c, t4), t1 - t4, dim, scores + hh * ss + t4);
+  }
+}
+
+// Two heads × 32 columns per pass (8 accumulators over all T rows): each load of a cache
+// row serves two heads. Per (head, column) the arithmetic is weighted_sum_avx2's.
+void weighted_sum_heads_avx2(const float* p, int64_t ps, int64_t nh, const LatentCache& c, int64_t T, int64_t dim,
+                             float* out, int64_t os) {
+  const int64_t d32 = dim & ~int64_t(31);
+  int64_t h = 0;
+  for (; h + 2 <= nh; h += 2) {
+    const float* pa = p + h * ps;
+    const float* pb = pa + ps;
+    for (int64_t i0 = 0; i0 < d32; i0 += 32) {
+      __m256 a[4], b[4];
+      for (int v = 0; v < 4; ++v) a[v] = b[v] = _mm256_setzero_ps();
+      for (int64_t t = 0; t < T; ++t) {
+        const __m256 wa = _mm256_set1_ps(pa[t]), wb = _mm256_set1_ps(pb[t]);
+        for (int v = 0; v < 4; ++v) {
+          const __m256 cv = load8(c, t * c.stride + i0 + 8 * v);
+          a[v] = _mm256_fmadd_ps(wa, cv, a[v]);
+          b[v] = _mm256_fmadd_ps(wb, cv, b[v]);
+        }
+      }
+      for (int v = 0; v < 4; ++v) {
+        _mm256_storeu_ps(out + h * os + i0 + 8 * v, a[v]);
+        _mm256_storeu_ps(out + (h + 1) * os + i0 + 8 * v, b[v]);
+      }
+    }
+  }
+  for (; h < nh; ++h) weighted_sum_avx2(p + h * ps, c, T, dim, out + h * os);
+  // Columns past the last multiple of 32 for the paired heads (columns are independent).
+  for (int64_t hh = 0; hh < nh / 2 * 2 && d32 < dim; ++hh)
+    weighted_sum_avx2(p + hh * ps, c_cols(c, d32), T, dim - d32, out + hh * os + d32);
+}
 FATHOM_AVX2_END
 
 void check_cache(const LatentCache& c) {
@@ -134,6 +221,20 @@ void latent_weighted_sum(const float* p, const LatentCache& c, int64_t T, int64_
   for (int64_t i = 0; i < dim; ++i) out[i] = 0;
   for (int64_t t = 0; t < T; ++t)
     for (int64_t i = 0; i < dim; ++i) out[i] += p[t] * load_elem(c, t * c.stride + i);
+}
+
+void latent_scores_heads(const float* q, int64_t qs, int64_t nh, const LatentCache& c, int64_t T, int64_t dim,
+                         float* scores, int64_t ss) {
+  check_cache(c);
+  if (cpu_has_avx2()) return scores_heads_avx2(q, qs, nh, c, T, dim, scores, ss);
+  for (int64_t h = 0; h < nh; ++h) latent_scores(q + h * qs, c, T, dim, scores + h * ss);
+}
+
+void latent_weighted_sum_heads(const float* p, int64_t ps, int64_t nh, const LatentCache& c, int64_t T,
+                               int64_t dim, float* out, int64_t os) {
+  check_cache(c);
+  if (cpu_has_avx2()) return weighted_sum_heads_avx2(p, ps, nh, c, T, dim, out, os);
+  for (int64_t h = 0; h < nh; ++h) latent_weighted_sum(p + h * ps, c, T, dim, out + h * os);
 }
 
 }  // namespace fathom::cpu

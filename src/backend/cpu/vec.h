@@ -24,4 +24,13 @@ void latent_scores(const float* q, const LatentCache& cache, int64_t T, int64_t 
 // out = Σ_t p[t] · cache[t] (overwrites out).              p: [T], out: [dim]
 void latent_weighted_sum(const float* p, const LatentCache& cache, int64_t T, int64_t dim, float* out);
 
+// The same for nh heads at once (each cache row is loaded once for several heads), bit
+// identical to calling the one-head versions per head.
+//   q: [nh] rows of dim, stride qs;  scores: [nh] rows of T, stride ss
+void latent_scores_heads(const float* q, int64_t qs, int64_t nh, const LatentCache& cache, int64_t T, int64_t dim,
+                         float* scores, int64_t ss);
+//   p: [nh] rows of T, stride ps;    out: [nh] rows of dim, stride os
+void latent_weighted_sum_heads(const float* p, int64_t ps, int64_t nh, const LatentCache& cache, int64_t T,
+                               int64_t dim, float* out, int64_t os);
+
 }  // namespace fathom::cpu
