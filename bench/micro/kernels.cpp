@@ -80,8 +80,8 @@ Weights make_weights(Fmt f, int64_t N, int64_t K, size_t min_total_bytes) {
   for (auto& d : w.data) {
     WeightView v{t, N, K, d.data(), w.scale.empty() ? nullptr : w.scale.data(), 128};
     if (f.pack) {
-      w.packed.emplace_back();
-      v = pack16(v, w.packed.back(), &pool());
+      w.packed.push_back(alloc_huge(packed_bytes(t, N, K)));  // as the loader allocates
+      v = pack16(v, w.packed.back().get(), &pool());
     }
     w.views.push_back(v);
   }

@@ -60,6 +60,8 @@ void ModelArgs::add(CLI::App* sub, bool with_quant) {
   sub->add_option("--threads", threads, "worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
   sub->add_option("--attn", attn, "MLA attention: absorbed (default) or naive");
   if (with_quant) sub->add_option("--quant", quant, "requantize weights at load: q8_0 | q4_0");
+  sub->add_flag("--no-repack", no_repack,
+                "keep Q8_0/Q4_0 weights row-major instead of packing them for AVX-512 VNNI");
 }
 
 LoadOpts ModelArgs::load_opts() const {
@@ -67,6 +69,7 @@ LoadOpts ModelArgs::load_opts() const {
   LoadOpts o;
   o.threads = threads;
   o.quant = quant;
+  o.repack = !no_repack;
   o.progress = isatty(2);
   return o;
 }

@@ -25,6 +25,7 @@ struct ModelArgs {
   int threads = 0;
   std::string attn = "absorbed";
   std::string quant;
+  bool no_repack = false;
   void add(CLI::App* sub, bool with_quant = true);
   LoadOpts load_opts() const;
 };

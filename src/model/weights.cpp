@@ -61,6 +61,38 @@ Weights::Weights(const std::string& dir, const ModelConfig& cfg, const std::vect
     : store_(TensorStore::open(dir)) {
   const auto quant = parse_quant(opts.quant);
   ThreadPool pool(opts.threads);  // requantizing or packing a large model is worth all cores
+  // What becomes of a Linear weight stored as `stored`: requantized to *quant at load, then
+  // packed for the CPU kernels. Checked shapes and dtypes come later; this only plans memory.
+  struct Plan {
+    DType dtype;
+    bool requant, pack;
+  };
+  auto plan = [&](const WeightSpec& spec, DType stored) {
+    Plan p{stored, false, false};
+    if (spec.kind != WeightKind::Linear || spec.shape.size() != 2 || spec.shape[1] % 32) return p;
+    p.requant = quant && stored != *quant;
+    if (p.requant) p.dtype = *quant;
+    p.pack = opts.repack && cpu::packing_pays(p.dtype);
+    return p;
+  };
+  // Weights that become fathom's own memory live in one huge-page arena (64-byte slices).
+  size_t arena_bytes = 0;
+  auto owned_bytes = [&](const WeightSpec& spec, const Plan& p) -> size_t {
+    const size_t n = p.pack ? cpu::packed_bytes(p.dtype, spec.shape[0], spec.shape[1])
+                            : p.requant ? dtype_bytes(p.dtype, spec.shape[1]) * size_t(spec.shape[0]) : 0;
+    return (n + 63) / 64 * 64;
+  };
+  for (const WeightSpec& spec : table)
+    if (const TensorView* t = store_.find(spec.name); t && t->shape == spec.shape)
+      arena_bytes += owned_bytes(spec, plan(spec, t->dtype));
+  if (arena_bytes) arena_ = cpu::alloc_huge(arena_bytes);
+  size_t arena_used = 0;
+  auto take = [&](size_t n) {
+    uint8_t* p = arena_.get() + arena_used;
+    arena_used += (n + 63) / 64 * 64;
+    FATHOM_CHECK(arena_used <= arena_bytes, "weights arena overflow");
+    return p;
+  };
   Progress progress(opts.progress, table.size());
   for (const WeightSpec& spec : table) {
     progress.step();
@@ -107,32 +139,28 @@ Weights::Weights(const std::string& dir, const ModelConfig& cfg, const std::vect
       default:
         fail("tensor '{}': dtype {} cannot be used for a weight matrix", spec.name, dtype_name(t->dtype));
     }
-    // A matrix whose rows do not split into 32-value blocks keeps its stored format.
-    if (spec.kind == WeightKind::Linear && quant && w.dtype != *quant && w.cols % 32 == 0) {
+    const Plan p = plan(spec, w.dtype);
+    if (p.requant) {
       cpu::WeightView q = w;
-      q.dtype = *quant;
+      q.dtype = p.dtype;
       q.block_scale = nullptr;
-      const size_t rb = dtype_bytes(*quant, w.cols);
-      cpu::AlignedBytes buf = cpu::alloc_aligned(rb * size_t(w.rows));
+      const size_t rb = dtype_bytes(p.dtype, w.cols);
+      cpu::AlignedBytes tmp;  // the row-major result, when packing follows
+      uint8_t* buf = p.pack ? (tmp = cpu::alloc_aligned(rb * size_t(w.rows))).get() : take(rb * size_t(w.rows));
       pool.parallel_for(w.rows, 16, [&](int64_t r0, int64_t r1, int) {
         std::vector<float> row(static_cast<size_t>(w.cols));  // [cols]
         for (int64_t r = r0; r < r1; ++r) {
           cpu::dequantize_row(w, r, row.data());
-          cpu::quantize_row(*quant, row.data(), w.cols, buf.get() + rb * size_t(r));
+          cpu::quantize_row(p.dtype, row.data(), w.cols, buf + rb * size_t(r));
         }
       });
-      q.data = buf.get();
-      owned_.push_back(std::move(buf));
+      q.data = buf;
       store_.release(*t);
       w = q;
-    }
-    if (spec.kind == WeightKind::Linear && opts.repack && cpu::packing_pays(w.dtype) && w.cols % 32 == 0) {
-      cpu::AlignedBytes buf;
-      const cpu::WeightView p = cpu::pack16(w, buf, &pool);
-      if (!owned_.empty() && owned_.back().get() == w.data) owned_.pop_back();  // the requantized rows
-      else store_.release(*t);
-      owned_.push_back(std::move(buf));
-      w = p;
+      if (p.pack) w = cpu::pack16(w, take(cpu::packed_bytes(w.dtype, w.rows, w.cols)), &pool);
+    } else if (p.pack) {
+      w = cpu::pack16(w, take(cpu::packed_bytes(w.dtype, w.rows, w.cols)), &pool);
+      store_.release(*t);
     }
     bytes_ += w.bytes();
     if (w.block_scale) bytes_ += size_t(((w.rows + w.block - 1) / w.block) * ((w.cols + w.block - 1) / w.block)) * 4;

@@ -50,7 +50,7 @@ class Weights {
   TensorStore store_;
   std::map<std::string, cpu::WeightView> linear_;
   std::map<std::string, std::vector<float>> vec_;
-  std::vector<cpu::AlignedBytes> owned_;  // requantized or packed weights
+  cpu::AlignedBytes arena_;  // requantized or packed weights, huge pages
   size_t bytes_ = 0;
 };
 

@@ -8,6 +8,8 @@
 #include <memory>
 #include <vector>
 
+#include <sys/mman.h>
+
 #include "backend/cpu/matmul.h"
 #include "core/error.h"
 #include "backend/cpu/simd.h"
@@ -49,8 +51,15 @@ double measure_read_bandwidth_gbs(ThreadPool& pool, size_t bytes) {
   const int T = pool.size();
   const size_t per = std::max<size_t>(4096, bytes / size_t(T) / 4096 * 4096);  // bytes per thread
   const size_t total = per * size_t(T);
-  std::unique_ptr<uint64_t, FreeDeleter> buf(static_cast<uint64_t*>(std::aligned_alloc(4096, total)));
+  // Huge pages where the kernel grants them, as for fathom's own weights: the probe should
+  // see the best the memory system can do.
+  constexpr size_t kHuge = size_t(2) << 20;
+  const size_t alloc = (total + kHuge - 1) / kHuge * kHuge;
+  std::unique_ptr<uint64_t, FreeDeleter> buf(static_cast<uint64_t*>(std::aligned_alloc(kHuge, alloc)));
   FATHOM_CHECK(buf != nullptr, "bandwidth probe: cannot allocate {} bytes", total);
+#ifdef MADV_HUGEPAGE
+  madvise(buf.get(), alloc, MADV_HUGEPAGE);
+#endif
   uint64_t* base = buf.get();
   // First touch from the thread that will read the slice (NUMA placement, no lazy faults).
   pool.run_all([&](int t) {

@@ -119,10 +119,19 @@ bool cpu_has_avx2() {
 #endif
 }
 
+bool cpu_has_avx512() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool has = cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+  return has;
+#else
+  return false;
+#endif
+}
+
 bool cpu_has_avx512_vnni() {
 #if defined(__x86_64__) || defined(__i386__)
-  static const bool has = cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  static const bool has = cpu_has_avx512() && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vnni");
   return has;
 #else
   return false;
@@ -205,19 +214,22 @@ void quantize_part(const Section& s, int t) {
   }
 }
 
+ColsFn cols_fn(const Section& s, const detail::Job& job) {
+  if (job.w->layout == Layout::Packed16) return s.vnni ? detail::run_cols_packed_vnni : detail::run_cols_packed_scalar;
+  if (!s.simd) return detail::run_cols_scalar;
+  return is_quant(job.w->dtype) ? detail::run_cols_quant_avx2 : detail::run_cols_float_avx2;
+}
+
+// Thread t computes part t of every job's columns (static: each thread's thread-local
+// scratch is sized by the warm-up call, so later calls allocate nothing).
 void cols_part(const Section& s, int t) {
   for (size_t j = 0; j < s.n_jobs; ++j) {
     const detail::Job& job = s.jobs[j];
     const int64_t N = job.w->rows;
     const int parts = int(std::min<int64_t>(s.parts, std::max<int64_t>(1, N / 8)));
     if (t >= parts) continue;
-    const bool packed = job.w->layout == Layout::Packed16;
-    const auto [b, e] = part(N, parts, t, packed ? kPackRows : 4);
-    const ColsFn fn = packed                   ? (s.vnni ? detail::run_cols_packed_vnni : detail::run_cols_packed_scalar)
-                      : !s.simd                ? detail::run_cols_scalar
-                      : is_quant(job.w->dtype) ? detail::run_cols_quant_avx2
-                                               : detail::run_cols_float_avx2;
-    if (b < e) fn(job, b, e);
+    const auto [b, e] = part(N, parts, t, job.w->layout == Layout::Packed16 ? kPackRows : 4);
+    if (b < e) cols_fn(s, job)(job, b, e);
   }
 }
 

@@ -74,6 +74,8 @@ void dequantize_row(const WeightView& w, int64_t r, float* out);
 
 // True when this CPU can run the AVX2 kernels (AVX2, FMA and F16C).
 bool cpu_has_avx2();
+// True when this CPU has AVX-512 F and VL (and the OS saves zmm state).
+bool cpu_has_avx512();
 // True when this CPU can run the AVX-512 VNNI kernels (F, BW, VL, VNNI; the OS saves zmm state).
 bool cpu_has_avx512_vnni();
 

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <sys/mman.h>
+
 #include "backend/cpu/kernels.h"
 #include "core/error.h"
 
@@ -24,7 +26,23 @@ PackedGeometry packed_geometry(DType t, int64_t rows, int64_t cols) {
   return g;
 }
 
+size_t packed_bytes(DType t, int64_t rows, int64_t cols) {
+  const PackedGeometry g = packed_geometry(t, rows, cols);
+  return size_t(g.groups * g.group_bytes);
+}
+
 void AlignedFree::operator()(uint8_t* p) const { std::free(p); }
+
+AlignedBytes alloc_huge(size_t bytes) {
+  constexpr size_t kHuge = size_t(2) << 20;
+  const size_t n = (std::max<size_t>(bytes, 1) + kHuge - 1) / kHuge * kHuge;
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(kHuge, n));
+  FATHOM_CHECK(p != nullptr, "cannot allocate {} bytes", n);
+#ifdef MADV_HUGEPAGE
+  madvise(p, n, MADV_HUGEPAGE);  // advice only: without THP the memory works the same
+#endif
+  return AlignedBytes(p);
+}
 
 AlignedBytes alloc_aligned(size_t bytes) {
   const size_t n = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
@@ -52,11 +70,16 @@ inline Slot slot(bool q4, int64_t c, int64_t e) {  // e: 0..31 within the block
 
 WeightView pack16(const WeightView& w, AlignedBytes& out, ThreadPool* pool) {
   FATHOM_CHECK(w.layout == Layout::Rows, "pack16: weight is already packed");
+  out = alloc_aligned(packed_bytes(w.dtype, w.rows, w.cols));
+  return pack16(w, out.get(), pool);
+}
+
+WeightView pack16(const WeightView& w, uint8_t* base, ThreadPool* pool) {
+  FATHOM_CHECK(w.layout == Layout::Rows, "pack16: weight is already packed");
+  FATHOM_CHECK(reinterpret_cast<uintptr_t>(base) % 64 == 0, "pack16: output is not 64-byte aligned");
   const PackedGeometry g = packed_geometry(w.dtype, w.rows, w.cols);
   const bool q4 = w.dtype == DType::Q4_0;
   const int64_t bb = q4 ? 18 : 34;  // row-major block bytes
-  out = alloc_aligned(size_t(g.groups * g.group_bytes));
-  uint8_t* base = out.get();
   auto groups = [&](int64_t g0, int64_t g1) {
     for (int64_t gi = g0; gi < g1; ++gi) {
       uint8_t* grp = base + gi * g.group_bytes;
@@ -69,10 +92,14 @@ WeightView pack16(const WeightView& w, AlignedBytes& out, ThreadPool* pool) {
           const uint8_t* blk = row + b * bb;
           uint8_t* q = grp + b * g.quant_bytes;
           std::memcpy(grp + g.nb * g.quant_bytes + (b * kPackRows + c) * 2, blk, 2);
-          if (q4)  // the stored byte already pairs element e (low) with e+16 (high)
-            for (int64_t e = 0; e < 16; ++e) q[slot(true, c, e).byte] = blk[2 + e];
-          else
-            for (int64_t e = 0; e < kQBlock; ++e) q[slot(false, c, e).byte] = uint8_t(blk[2 + e] ^ 0x80);
+          // Four bytes (k = 4s..4s+3) per step; Q4_0's stored bytes already pair element e
+          // (low nibble) with e+16 (high), and Q8_0's get the +128 offset (xor of the sign bit).
+          for (int64_t st = 0; st < g.quant_bytes / 64; ++st) {
+            uint32_t v;
+            std::memcpy(&v, blk + 2 + 4 * st, 4);
+            if (!q4) v ^= 0x80808080u;
+            std::memcpy(q + st * 64 + c * 4, &v, 4);
+          }
         }
       }
     }

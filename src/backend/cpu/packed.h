@@ -33,19 +33,27 @@ struct PackedGeometry {
 };
 PackedGeometry packed_geometry(DType t, int64_t rows, int64_t cols);
 
+// Bytes of w in Layout::Packed16.
+size_t packed_bytes(DType t, int64_t rows, int64_t cols);
+
 // 64-byte aligned heap bytes.
 struct AlignedFree {
   void operator()(uint8_t* p) const;
 };
 using AlignedBytes = std::unique_ptr<uint8_t, AlignedFree>;
 AlignedBytes alloc_aligned(size_t bytes);
+// 2 MiB aligned, asking the kernel for transparent huge pages: weights streamed once per token
+// then cross a page (TLB entry) every 2 MiB instead of every 4 KiB.
+AlignedBytes alloc_huge(size_t bytes);
 
 // True when matmul has a faster kernel for Packed16 than for Rows on this CPU (AVX-512 VNNI),
 // i.e. when loading should pack a weight of this dtype.
 bool packing_pays(DType t);
 
-// Repacks a Rows Q8_0/Q4_0 weight (cols % 32 == 0) on `pool` (nullptr: this thread). The
-// view points into `out`.
+// Repacks a Rows Q8_0/Q4_0 weight (cols % 32 == 0) on `pool` (nullptr: this thread) into
+// `out` (64-byte aligned, packed_bytes() long). The view points into `out`.
+WeightView pack16(const WeightView& w, uint8_t* out, ThreadPool* pool);
+// The same into a new allocation.
 WeightView pack16(const WeightView& w, AlignedBytes& out, ThreadPool* pool);
 
 // Writes row r of w (either layout) in the dtype's row-major block encoding (row_bytes()).

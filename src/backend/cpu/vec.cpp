@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "backend/cpu/matmul.h"
+#include "backend/cpu/vec_avx512.h"
 #include "core/error.h"
 #include "backend/cpu/simd.h"
 
@@ -207,6 +208,7 @@ void axpy(float a, const float* x, float* y, int64_t n) {
 
 void latent_scores(const float* q, const LatentCache& c, int64_t T, int64_t dim, float* scores) {
   check_cache(c);
+  if (cpu_has_avx512()) return avx512::latent_scores_heads(q, dim, 1, c, T, dim, scores, T);
   if (cpu_has_avx2()) return scores_avx2(q, c, T, dim, scores);
   for (int64_t t = 0; t < T; ++t) {
     float s = 0;
@@ -226,6 +228,7 @@ void latent_weighted_sum(const float* p, const LatentCache& c, int64_t T, int64_
 void latent_scores_heads(const float* q, int64_t qs, int64_t nh, const LatentCache& c, int64_t T, int64_t dim,
                          float* scores, int64_t ss) {
   check_cache(c);
+  if (cpu_has_avx512()) return avx512::latent_scores_heads(q, qs, nh, c, T, dim, scores, ss);
   if (cpu_has_avx2()) return scores_heads_avx2(q, qs, nh, c, T, dim, scores, ss);
   for (int64_t h = 0; h < nh; ++h) latent_scores(q + h * qs, c, T, dim, scores + h * ss);
 }
@@ -233,6 +236,7 @@ void latent_scores_heads(const float* q, int64_t qs, int64_t nh, const LatentCac
 void latent_weighted_sum_heads(const float* p, int64_t ps, int64_t nh, const LatentCache& c, int64_t T,
                                int64_t dim, float* out, int64_t os) {
   check_cache(c);
+  if (cpu_has_avx512()) return avx512::latent_weighted_sum_heads(p, ps, nh, c, T, dim, out, os);
   if (cpu_has_avx2()) return weighted_sum_heads_avx2(p, ps, nh, c, T, dim, out, os);
   for (int64_t h = 0; h < nh; ++h) latent_weighted_sum(p + h * ps, c, T, dim, out + h * os);
 }
