@@ -47,10 +47,11 @@ inline std::vector<float> all_logits(Model& m, const std::vector<int32_t>& ids) 
   return out;
 }
 
-inline std::unique_ptr<Model> load(const std::string& dir, const std::string& quant = "") {
+inline std::unique_ptr<Model> load(const std::string& dir, const std::string& quant = "", bool repack = true) {
   LoadOpts lo;
   lo.threads = 2;
   lo.quant = quant;
+  lo.repack = repack;
   return load_model(dir, lo);
 }
 
