@@ -78,12 +78,10 @@ void tile(const Tile& t) {
     }
     _Pragma("GCC unroll 8")
     for (int s = 0; s < S; ++s) {
-      constexpr int kAhead = 1024;  // decode streams from DRAM
       if constexpr (Q4) {
         __m512i lo[G], hi[G];
         for (int g = 0; g < G; ++g) {
           const uint8_t* p = t.w + g * t.gstride + b * t.qbytes + 64 * s;
-          if constexpr (R == 0) _mm_prefetch(reinterpret_cast<const char*>(p) + kAhead, _MM_HINT_T0);
           const __m512i v = _mm512_load_si512(p);
           lo[g] = _mm512_and_si512(v, m4);
           hi[g] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
@@ -100,7 +98,6 @@ void tile(const Tile& t) {
         __m512i v[G];
         for (int g = 0; g < G; ++g) {
           const uint8_t* p = t.w + g * t.gstride + b * t.qbytes + 64 * s;
-          if constexpr (R == 0) _mm_prefetch(reinterpret_cast<const char*>(p) + kAhead, _MM_HINT_T0);
           v[g] = _mm512_load_si512(p);
         }
         for (int r = 0; r < R; ++r) {

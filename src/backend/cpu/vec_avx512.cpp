@@ -5,14 +5,16 @@
 // AVX2 arithmetic (the column tail goes 8 lanes wide, then scalar, as there).
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 
 #include "backend/cpu/vec_avx512.h"
 
 #include <immintrin.h>
 
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's _mm512_undefined_* in intrinsics
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*, which its uninitialized-use
+// warnings report at every inlined use.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 #if defined(__clang__)
@@ -47,12 +49,7 @@ inline __m256 load8(const LatentCache& c, int64_t t, int64_t i) {
 }
 inline float elem(const LatentCache& c, int64_t t, int64_t i) {
   const int64_t at = t * c.stride + i;
-  if (c.dtype == DType::BF16) {
-    const uint32_t b = uint32_t(static_cast<const uint16_t*>(c.data)[at]) << 16;
-    float f;
-    std::memcpy(&f, &b, 4);
-    return f;
-  }
+  if (c.dtype == DType::BF16) return bf16_to_f32(static_cast<const uint16_t*>(c.data)[at]);
   return static_cast<const float*>(c.data)[at];
 }
 
