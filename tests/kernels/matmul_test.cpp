@@ -26,19 +26,6 @@ std::vector<float> run(const TestWeight& w, const std::vector<float>& x, int64_t
   return y;
 }
 
-// Σ|x_k·w_k| per output, the scale of the rounding error of any summation order.
-std::vector<double> abs_dot(const TestWeight& w, const std::vector<float>& x, int64_t m) {
-  const auto wd = testing::dequantize(w);
-  std::vector<double> out(static_cast<size_t>(m * w.rows));
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t n = 0; n < w.rows; ++n) {
-      double s = 0;
-      for (int64_t k = 0; k < w.cols; ++k) s += std::fabs(double(x[i * w.cols + k]) * wd[n * w.cols + k]);
-      out[i * w.rows + n] = s;
-    }
-  return out;
-}
-
 bool bitwise_equal(const float* a, const float* b, size_t n) { return n == 0 || std::memcmp(a, b, n * 4) == 0; }
 
 TEST(Matmul, Avx2MatchesScalarOnOddShapes) {
@@ -57,7 +44,7 @@ TEST(Matmul, Avx2MatchesScalarOnOddShapes) {
           const auto x = random_floats(size_t(m * K), uint32_t(7 + m));
           const auto ys = run(w, x, m, Isa::Scalar, 2);
           const auto yv = run(w, x, m, Isa::Avx2, 2);
-          const auto scale = abs_dot(w, x, m);
+          const auto scale = testing::reference_dot(w, x, m).mag;
           for (size_t i = 0; i < ys.size(); ++i)
             ASSERT_NEAR(ys[i], yv[i], 1e-6 * scale[i] + 1e-30)
                 << dtype_name(t) << " N=" << N << " K=" << K << " m=" << m << " i=" << i;
@@ -103,17 +90,11 @@ TEST(Matmul, AgreesWithDequantizedReference) {
       const TestWeight w = encode(t, random_floats(size_t(N * k), 21, 0.05f), N, k);
       const auto x = random_floats(size_t(m * k), 22);
       const auto y = run(w, x, m, isa, 2);
-      const auto wd = testing::dequantize(w);
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t n = 0; n < N; ++n) {
-          double ref = 0, mag = 0;
-          for (int64_t j = 0; j < k; ++j) {
-            ref += double(x[i * k + j]) * wd[n * k + j];
-            mag += std::fabs(double(x[i * k + j]) * wd[n * k + j]);
-          }
-          const double tol = is_quant(t) ? 0.02 * mag : 1e-5 * mag;
-          ASSERT_NEAR(y[i * N + n], ref, tol) << dtype_name(t) << " " << i << "," << n;
-        }
+      const auto ref = testing::reference_dot(w, x, m);
+      for (int64_t i = 0; i < m * N; ++i) {
+        const double tol = is_quant(t) ? 0.02 * ref.mag[size_t(i)] : 1e-5 * ref.mag[size_t(i)];
+        ASSERT_NEAR(y[size_t(i)], ref.exact[size_t(i)], tol) << dtype_name(t) << " " << i / N << "," << i % N;
+      }
     }
   }
 }

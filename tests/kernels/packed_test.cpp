@@ -116,19 +116,13 @@ TEST(Packed, AgreesWithRowMajorAndExactMath) {
     const auto x = random_floats(size_t(m * K), 22);
     const auto yp = run(p.view, x, m, Isa::Auto, 2);
     const auto yr = run(w.view(), x, m, Isa::Scalar, 2);
-    const auto wd = testing::dequantize(w);
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t n = 0; n < N; ++n) {
-        double exact = 0, mag = 0;
-        for (int64_t k = 0; k < K; ++k) {
-          exact += double(x[i * K + k]) * wd[n * K + k];
-          mag += std::fabs(double(x[i * K + k]) * wd[n * K + k]);
-        }
-        const float a = yp[size_t(i * N + n)], b = yr[size_t(i * N + n)];
-        ASSERT_NEAR(a, b, 1e-5 * mag) << dtype_name(t) << " i=" << i << " n=" << n;
-        // Activations are quantized to 8 bits: error ≲ Σ|w|·d_x/2 ≤ mag/127.
-        ASSERT_NEAR(a, exact, mag / 127.0) << dtype_name(t) << " i=" << i << " n=" << n;
-      }
+    const auto ref = testing::reference_dot(w, x, m);
+    for (int64_t i = 0; i < m * N; ++i) {
+      const double mag = ref.mag[size_t(i)];
+      ASSERT_NEAR(yp[size_t(i)], yr[size_t(i)], 1e-5 * mag) << dtype_name(t) << " i=" << i / N << " n=" << i % N;
+      // Activations are quantized to 8 bits: error ≲ Σ|w|·d_x/2 ≤ mag/127.
+      ASSERT_NEAR(yp[size_t(i)], ref.exact[size_t(i)], mag / 127.0) << dtype_name(t) << " i=" << i / N << " n=" << i % N;
+    }
   }
 }
 

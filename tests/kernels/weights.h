@@ -67,6 +67,27 @@ inline std::vector<float> dequantize(const TestWeight& w) {
   return out;
 }
 
+// y = x·Wᵀ in double on the decoded weights, and Σ|x_k·w_k| per output (the scale of any
+// summation's rounding error), both [m, rows].
+struct RefDot {
+  std::vector<double> exact, mag;
+};
+inline RefDot reference_dot(const TestWeight& w, const std::vector<float>& x, int64_t m) {
+  const auto wd = dequantize(w);
+  RefDot r{std::vector<double>(size_t(m * w.rows)), std::vector<double>(size_t(m * w.rows))};
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t n = 0; n < w.rows; ++n) {
+      double s = 0, a = 0;
+      for (int64_t k = 0; k < w.cols; ++k) {
+        const double v = double(x[size_t(i * w.cols + k)]) * wd[size_t(n * w.cols + k)];
+        s += v, a += std::fabs(v);
+      }
+      r.exact[size_t(i * w.rows + n)] = s;
+      r.mag[size_t(i * w.rows + n)] = a;
+    }
+  return r;
+}
+
 inline bool is_quant(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
 
 }  // namespace fathom::cpu::testing
