@@ -20,7 +20,8 @@ PackedGeometry packed_geometry(DType t, int64_t rows, int64_t cols) {
   PackedGeometry g;
   g.nb = cols / kQBlock;
   g.quant_bytes = t == DType::Q8_0 ? 512 : 256;
-  g.group_bytes = (g.nb * (g.quant_bytes + 32) + 63) / 64 * 64;
+  g.unit_bytes = 2 * g.quant_bytes + 2 * kPackRows * 2;
+  g.group_bytes = (g.nb + 1) / 2 * g.unit_bytes;
   g.groups = (rows + kPackRows - 1) / kPackRows;
   g.offset = t == DType::Q8_0 ? 128 : 8;
   return g;
@@ -83,15 +84,17 @@ WeightView pack16(const WeightView& w, uint8_t* base, ThreadPool* pool) {
   auto groups = [&](int64_t g0, int64_t g1) {
     for (int64_t gi = g0; gi < g1; ++gi) {
       uint8_t* grp = base + gi * g.group_bytes;
-      // Padding rows: value 0 (byte = offset) with scale 0; the tail bytes past the scales too.
-      std::memset(grp, q4 ? 0x88 : 0x80, size_t(g.nb * g.quant_bytes));
-      std::memset(grp + g.nb * g.quant_bytes, 0, size_t(g.group_bytes - g.nb * g.quant_bytes));
+      // Padding rows: value 0 (byte = offset) with scale 0; an odd last block's empty half too.
+      for (int64_t b = 0; b < (g.nb + 1) / 2 * 2; ++b) {
+        std::memset(grp + packed_quant_off(g, b), q4 ? 0x88 : 0x80, size_t(g.quant_bytes));
+        std::memset(grp + packed_scale_off(g, b), 0, size_t(kPackRows * 2));
+      }
       for (int64_t c = 0; c < kPackRows && gi * kPackRows + c < w.rows; ++c) {
         const uint8_t* row = w.row(gi * kPackRows + c);
         for (int64_t b = 0; b < g.nb; ++b) {
           const uint8_t* blk = row + b * bb;
-          uint8_t* q = grp + b * g.quant_bytes;
-          std::memcpy(grp + g.nb * g.quant_bytes + (b * kPackRows + c) * 2, blk, 2);
+          uint8_t* q = grp + packed_quant_off(g, b);
+          std::memcpy(grp + packed_scale_off(g, b) + c * 2, blk, 2);
           // Four bytes (k = 4s..4s+3) per step; Q4_0's stored bytes already pair element e
           // (low nibble) with e+16 (high), and Q8_0's get the +128 offset (xor of the sign bit).
           for (int64_t st = 0; st < g.quant_bytes / 64; ++st) {
@@ -123,8 +126,8 @@ void copy_row_blocks(const WeightView& w, int64_t r, uint8_t* dst) {
   const uint8_t* grp = static_cast<const uint8_t*>(w.data) + (r / kPackRows) * g.group_bytes;
   for (int64_t b = 0; b < g.nb; ++b) {
     uint8_t* blk = dst + b * bb;
-    const uint8_t* q = grp + b * g.quant_bytes;
-    std::memcpy(blk, grp + g.nb * g.quant_bytes + (b * kPackRows + c) * 2, 2);
+    const uint8_t* q = grp + packed_quant_off(g, b);
+    std::memcpy(blk, grp + packed_scale_off(g, b) + c * 2, 2);
     if (q4)
       for (int64_t e = 0; e < 16; ++e) blk[2 + e] = q[slot(true, c, e).byte];
     else
@@ -149,7 +152,7 @@ void run_cols_packed_scalar(const Job& job, int64_t n0, int64_t n1) {
       const float* xd = job.qa.d + i * g.nb;
       float acc = 0.0f;
       for (int64_t b = 0; b < g.nb; ++b) {
-        const uint8_t* q = grp + b * g.quant_bytes;
+        const uint8_t* q = grp + packed_quant_off(g, b);
         int32_t sum = 0;
         for (int64_t e = 0; e < kQBlock; ++e) {
           const Slot s = slot(q4, c, e);
@@ -157,7 +160,7 @@ void run_cols_packed_scalar(const Job& job, int64_t n0, int64_t n1) {
           sum += v * xq[b * kQBlock + e];
         }
         uint16_t h;
-        std::memcpy(&h, grp + g.nb * g.quant_bytes + (b * kPackRows + c) * 2, 2);
+        std::memcpy(&h, grp + packed_scale_off(g, b) + c * 2, 2);
         acc = std::fma(float(sum), f16_to_f32(h) * xd[b], acc);
       }
       job.y[i * N + n] = acc;

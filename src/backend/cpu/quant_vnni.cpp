@@ -14,9 +14,10 @@
 #include <immintrin.h>
 
 // GCC 12's AVX-512 conversion intrinsics start from _mm512_undefined_*, which its
-// -Wmaybe-uninitialized reports at every inlined use.
+// -Wmaybe-uninitialized / -Wuninitialized report at every inlined use.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 #if defined(__clang__)
@@ -43,7 +44,7 @@ struct Tile {
   const int8_t* xq;       // activation row i0, stride K
   const float* xd;        // its block scales, stride nb
   const int32_t* ncorr;   // its -offset·Σq per block, stride nb
-  int64_t K, nb, qbytes;
+  int64_t K, nb, qbytes, unit;  // unit: bytes of a pair of blocks
   float* y;               // y[i0, 16·g0], stride ldy
   int64_t ldy;
   int last_cols;          // valid outputs of the tile's last group (1..16)
@@ -65,8 +66,8 @@ void tile(const Tile& t) {
   __m512 acc[R][G];
   for (int r = 0; r < R; ++r)
     for (int g = 0; g < G; ++g) acc[r][g] = _mm512_setzero_ps();
-  const int64_t scale_off = t.nb * t.qbytes;
-  for (int64_t b = 0; b < t.nb; ++b) {
+  // Block b of the tile's groups: quants at q + g·gstride, scales at sc + g·gstride.
+  auto block = [&](int64_t b, const uint8_t* q, const uint8_t* sc) {
     // The sums start at -offset·Σx (the weights' offset, see packed.h).
     __m512i is[A][R][G];
     for (int r = 0; r < R; ++r) {
@@ -81,8 +82,7 @@ void tile(const Tile& t) {
       if constexpr (Q4) {
         __m512i lo[G], hi[G];
         for (int g = 0; g < G; ++g) {
-          const uint8_t* p = t.w + g * t.gstride + b * t.qbytes + 64 * s;
-          const __m512i v = _mm512_load_si512(p);
+          const __m512i v = _mm512_load_si512(q + g * t.gstride + 64 * s);
           lo[g] = _mm512_and_si512(v, m4);
           hi[g] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
         }
@@ -96,10 +96,7 @@ void tile(const Tile& t) {
         }
       } else {
         __m512i v[G];
-        for (int g = 0; g < G; ++g) {
-          const uint8_t* p = t.w + g * t.gstride + b * t.qbytes + 64 * s;
-          v[g] = _mm512_load_si512(p);
-        }
+        for (int g = 0; g < G; ++g) v[g] = _mm512_load_si512(q + g * t.gstride + 64 * s);
         for (int r = 0; r < R; ++r) {
           const __m512i x = bcast4(t.xq + r * t.K + b * kQBlock + 4 * s);
           for (int g = 0; g < G; ++g) is[s % A][r][g] = _mm512_dpbusd_epi32(is[s % A][r][g], v[g], x);
@@ -108,8 +105,7 @@ void tile(const Tile& t) {
     }
     __m512 ws[G];
     for (int g = 0; g < G; ++g)
-      ws[g] = _mm512_cvtph_ps(_mm256_load_si256(
-          reinterpret_cast<const __m256i*>(t.w + g * t.gstride + scale_off + b * kPackRows * 2)));
+      ws[g] = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(sc + g * t.gstride)));
     for (int r = 0; r < R; ++r) {
       const __m512 d = _mm512_set1_ps(t.xd[r * t.nb + b]);
       for (int g = 0; g < G; ++g) {
@@ -117,7 +113,15 @@ void tile(const Tile& t) {
         acc[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(ws[g], d), acc[r][g]);
       }
     }
+  };
+  // Blocks come in pairs, each pair's quants followed by its scales (packed.h).
+  const uint8_t* u = t.w;
+  const int64_t sc = 2 * t.qbytes;
+  for (int64_t b = 0; b + 1 < t.nb; b += 2, u += t.unit) {
+    block(b, u, u + sc);
+    block(b + 1, u + t.qbytes, u + sc + kPackRows * 2);
   }
+  if (t.nb & 1) block(t.nb - 1, u, u + sc);
   const __mmask16 tail = __mmask16((1u << t.last_cols) - 1);
   for (int r = 0; r < R; ++r)
     for (int g = 0; g < G; ++g)
@@ -157,7 +161,7 @@ void run(const Job& job, int64_t n0, int64_t n1) {
         const int g = int(std::min<int64_t>(gmax, p1 - gg));
         const int64_t last_col0 = (gg + g - 1) * kPackRows;
         Tile t{base + gg * geo.group_bytes, geo.group_bytes, job.qa.q + i0 * K, job.qa.d + i0 * geo.nb,
-               job.qa.ncorr + i0 * geo.nb, K, geo.nb, geo.quant_bytes, job.y + i0 * N + gg * kPackRows, N,
+               job.qa.ncorr + i0 * geo.nb, K, geo.nb, geo.quant_bytes, geo.unit_bytes, job.y + i0 * N + gg * kPackRows, N,
                int(std::min<int64_t>(kPackRows, std::min(n1, N) - last_col0))};
         table[(r - 1) * kG + (g - 1)](t);
       }
