@@ -31,6 +31,8 @@
 #define FATHOM_VNNI_END _Pragma("GCC pop_options")
 #endif
 
+#define UNROLL _Pragma("GCC unroll 16")
+
 FATHOM_VNNI_BEGIN
 namespace fathom::cpu {
 namespace {
@@ -60,71 +62,68 @@ inline __m512i bcast4(const int8_t* p) {
 // steps alternate between two int32 accumulators to hide vpdpbusd latency.
 template <bool Q4, int R, int G>
 void tile(const Tile& t) {
+  // Every loop over rows, groups and steps is unrolled (UNROLL): with a variable index left
+  // anywhere, GCC 12 keeps the accumulator arrays of the larger tiles in memory.
   constexpr int S = Q4 ? 4 : 8;
   constexpr int A = R * G <= 2 ? 2 : 1;
   const __m512i m4 = _mm512_set1_epi8(15);
   __m512 acc[R][G];
-  for (int r = 0; r < R; ++r)
-    for (int g = 0; g < G; ++g) acc[r][g] = _mm512_setzero_ps();
-  // Block b of the tile's groups: quants at q + g·gstride, scales at sc + g·gstride.
-  auto block = [&](int64_t b, const uint8_t* q, const uint8_t* sc) {
+  UNROLL for (int r = 0; r < R; ++r)
+    UNROLL for (int g = 0; g < G; ++g) acc[r][g] = _mm512_setzero_ps();
+  // Blocks come in pairs, each pair's quants followed by its scales (packed.h). Block b of
+  // the tile's groups: quants at q + g·gstride, scales at sc + g·gstride.
+  for (int64_t b = 0; b < t.nb; ++b) {
+    const uint8_t* unit = t.w + (b >> 1) * t.unit;
+    const uint8_t* q = unit + (b & 1) * t.qbytes;
+    const uint8_t* sc = unit + 2 * t.qbytes + (b & 1) * kPackRows * 2;
     // The sums start at -offset·Σx (the weights' offset, see packed.h).
     __m512i is[A][R][G];
-    for (int r = 0; r < R; ++r) {
+    UNROLL for (int r = 0; r < R; ++r) {
       const __m512i c = _mm512_set1_epi32(t.ncorr[r * t.nb + b]);
-      for (int g = 0; g < G; ++g) {
+      UNROLL for (int g = 0; g < G; ++g) {
         is[0][r][g] = c;
         if constexpr (A == 2) is[1][r][g] = _mm512_setzero_si512();
       }
     }
-    _Pragma("GCC unroll 8")
-    for (int s = 0; s < S; ++s) {
+    UNROLL for (int s = 0; s < S; ++s) {
       if constexpr (Q4) {
         __m512i lo[G], hi[G];
-        for (int g = 0; g < G; ++g) {
+        UNROLL for (int g = 0; g < G; ++g) {
           const __m512i v = _mm512_load_si512(q + g * t.gstride + 64 * s);
           lo[g] = _mm512_and_si512(v, m4);
           hi[g] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
         }
-        for (int r = 0; r < R; ++r) {
+        UNROLL for (int r = 0; r < R; ++r) {
           const int8_t* x = t.xq + r * t.K + b * kQBlock + 4 * s;
           const __m512i xl = bcast4(x), xh = bcast4(x + 16);
-          for (int g = 0; g < G; ++g) {
+          UNROLL for (int g = 0; g < G; ++g) {
             is[0][r][g] = _mm512_dpbusd_epi32(is[0][r][g], lo[g], xl);
             is[A - 1][r][g] = _mm512_dpbusd_epi32(is[A - 1][r][g], hi[g], xh);
           }
         }
       } else {
         __m512i v[G];
-        for (int g = 0; g < G; ++g) v[g] = _mm512_load_si512(q + g * t.gstride + 64 * s);
-        for (int r = 0; r < R; ++r) {
+        UNROLL for (int g = 0; g < G; ++g) v[g] = _mm512_load_si512(q + g * t.gstride + 64 * s);
+        UNROLL for (int r = 0; r < R; ++r) {
           const __m512i x = bcast4(t.xq + r * t.K + b * kQBlock + 4 * s);
-          for (int g = 0; g < G; ++g) is[s % A][r][g] = _mm512_dpbusd_epi32(is[s % A][r][g], v[g], x);
+          UNROLL for (int g = 0; g < G; ++g) is[s % A][r][g] = _mm512_dpbusd_epi32(is[s % A][r][g], v[g], x);
         }
       }
     }
     __m512 ws[G];
-    for (int g = 0; g < G; ++g)
+    UNROLL for (int g = 0; g < G; ++g)
       ws[g] = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(sc + g * t.gstride)));
-    for (int r = 0; r < R; ++r) {
+    UNROLL for (int r = 0; r < R; ++r) {
       const __m512 d = _mm512_set1_ps(t.xd[r * t.nb + b]);
-      for (int g = 0; g < G; ++g) {
+      UNROLL for (int g = 0; g < G; ++g) {
         const __m512i sum = A == 2 ? _mm512_add_epi32(is[0][r][g], is[A - 1][r][g]) : is[0][r][g];
         acc[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(ws[g], d), acc[r][g]);
       }
     }
-  };
-  // Blocks come in pairs, each pair's quants followed by its scales (packed.h).
-  const uint8_t* u = t.w;
-  const int64_t sc = 2 * t.qbytes;
-  for (int64_t b = 0; b + 1 < t.nb; b += 2, u += t.unit) {
-    block(b, u, u + sc);
-    block(b + 1, u + t.qbytes, u + sc + kPackRows * 2);
   }
-  if (t.nb & 1) block(t.nb - 1, u, u + sc);
   const __mmask16 tail = __mmask16((1u << t.last_cols) - 1);
-  for (int r = 0; r < R; ++r)
-    for (int g = 0; g < G; ++g)
+  UNROLL for (int r = 0; r < R; ++r)
+    UNROLL for (int g = 0; g < G; ++g)
       _mm512_mask_storeu_ps(t.y + r * t.ldy + g * kPackRows, g == G - 1 ? tail : __mmask16(0xFFFF), acc[r][g]);
 }
 
@@ -181,3 +180,4 @@ void detail::run_cols_packed_vnni(const Job& job, int64_t n0, int64_t n1) {
 
 }  // namespace fathom::cpu
 FATHOM_VNNI_END
+#undef UNROLL
