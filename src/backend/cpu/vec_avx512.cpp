@@ -26,6 +26,10 @@
 #define FATHOM_AVX512_END _Pragma("GCC pop_options")
 #endif
 
+// Loops over a block's heads, rows and vectors are unrolled: with a variable index left,
+// GCC 12 keeps the accumulator arrays in memory.
+#define UNROLL _Pragma("GCC unroll 16")
+
 FATHOM_AVX512_BEGIN
 namespace fathom::cpu::avx512 {
 namespace {
@@ -66,18 +70,18 @@ template <int RB, int HB>
 void scores_block(const float* q, int64_t qs, const LatentCache& c, int64_t t, int64_t dim, float* s, int64_t ss) {
   const int64_t d16 = dim & ~int64_t(15);
   __m512 acc[HB][RB];
-  for (int h = 0; h < HB; ++h)
-    for (int r = 0; r < RB; ++r) acc[h][r] = _mm512_setzero_ps();
+  UNROLL for (int h = 0; h < HB; ++h)
+    UNROLL for (int r = 0; r < RB; ++r) acc[h][r] = _mm512_setzero_ps();
   for (int64_t i = 0; i < d16; i += 16) {
     __m512 cv[RB];
-    for (int r = 0; r < RB; ++r) cv[r] = load16(c, t + r, i);
-    for (int h = 0; h < HB; ++h) {
+    UNROLL for (int r = 0; r < RB; ++r) cv[r] = load16(c, t + r, i);
+    UNROLL for (int h = 0; h < HB; ++h) {
       const __m512 qv = _mm512_loadu_ps(q + h * qs + i);
-      for (int r = 0; r < RB; ++r) acc[h][r] = _mm512_fmadd_ps(qv, cv[r], acc[h][r]);
+      UNROLL for (int r = 0; r < RB; ++r) acc[h][r] = _mm512_fmadd_ps(qv, cv[r], acc[h][r]);
     }
   }
-  for (int h = 0; h < HB; ++h)
-    for (int r = 0; r < RB; ++r) {
+  UNROLL for (int h = 0; h < HB; ++h)
+    UNROLL for (int r = 0; r < RB; ++r) {
       float v = hsum16(acc[h][r]);
       for (int64_t i = d16; i < dim; ++i) v += q[h * qs + i] * elem(c, t + r, i);
       s[h * ss + t + r] = v;
@@ -101,18 +105,18 @@ void scores_rows(const float* q, int64_t qs, int64_t nh, const LatentCache& c, i
 template <int HB, int NV>
 void wsum_block(const float* p, int64_t ps, const LatentCache& c, int64_t T, int64_t i0, float* out, int64_t os) {
   __m512 acc[HB][NV];
-  for (int h = 0; h < HB; ++h)
-    for (int v = 0; v < NV; ++v) acc[h][v] = _mm512_setzero_ps();
+  UNROLL for (int h = 0; h < HB; ++h)
+    UNROLL for (int v = 0; v < NV; ++v) acc[h][v] = _mm512_setzero_ps();
   for (int64_t t = 0; t < T; ++t) {
     __m512 cv[NV];
-    for (int v = 0; v < NV; ++v) cv[v] = load16(c, t, i0 + 16 * v);
-    for (int h = 0; h < HB; ++h) {
+    UNROLL for (int v = 0; v < NV; ++v) cv[v] = load16(c, t, i0 + 16 * v);
+    UNROLL for (int h = 0; h < HB; ++h) {
       const __m512 w = _mm512_set1_ps(p[h * ps + t]);
-      for (int v = 0; v < NV; ++v) acc[h][v] = _mm512_fmadd_ps(w, cv[v], acc[h][v]);
+      UNROLL for (int v = 0; v < NV; ++v) acc[h][v] = _mm512_fmadd_ps(w, cv[v], acc[h][v]);
     }
   }
-  for (int h = 0; h < HB; ++h)
-    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(out + h * os + i0 + 16 * v, acc[h][v]);
+  UNROLL for (int h = 0; h < HB; ++h)
+    UNROLL for (int v = 0; v < NV; ++v) _mm512_storeu_ps(out + h * os + i0 + 16 * v, acc[h][v]);
 }
 
 template <int HB>
@@ -120,7 +124,7 @@ void wsum_heads(const float* p, int64_t ps, const LatentCache& c, int64_t T, int
   const int64_t d64 = dim & ~int64_t(63), d16 = dim & ~int64_t(15), d8 = dim & ~int64_t(7);
   for (int64_t i0 = 0; i0 < d64; i0 += 64) wsum_block<HB, 4>(p, ps, c, T, i0, out, os);
   for (int64_t i0 = d64; i0 < d16; i0 += 16) wsum_block<HB, 1>(p, ps, c, T, i0, out, os);
-  for (int h = 0; h < HB; ++h) {
+  UNROLL for (int h = 0; h < HB; ++h) {
     const float* ph = p + h * ps;
     float* oh = out + h * os;
     if (d16 < d8) {
@@ -159,3 +163,4 @@ void latent_weighted_sum_heads(const float* p, int64_t ps, int64_t nh, const Lat
 
 }  // namespace fathom::cpu::avx512
 FATHOM_AVX512_END
+#undef UNROLL
