@@ -38,6 +38,10 @@ float dot_scalar(const float* a, const float* b, int64_t n) {
   return (l0 + l2) + (l1 + l3);
 }
 
+// Loops over a block's rows and vectors are unrolled: with a variable index left, GCC 12
+// keeps the accumulator arrays in memory.
+#define UNROLL _Pragma("GCC unroll 16")
+
 FATHOM_AVX2_BEGIN
 inline __m256 load8(const LatentCache& c, int64_t i) {
   if (c.dtype == DType::BF16) {
@@ -77,9 +81,9 @@ void scores_avx2(const float* q, const LatentCache& c, int64_t T, int64_t dim, f
     __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int64_t i = 0; i < d8; i += 8) {
       const __m256 qv = _mm256_loadu_ps(q + i);
-      for (int r = 0; r < 4; ++r) s[r] = _mm256_fmadd_ps(qv, load8(c, (t + r) * c.stride + i), s[r]);
+      UNROLL for (int r = 0; r < 4; ++r) s[r] = _mm256_fmadd_ps(qv, load8(c, (t + r) * c.stride + i), s[r]);
     }
-    for (int r = 0; r < 4; ++r) {
+    UNROLL for (int r = 0; r < 4; ++r) {
       float v = simd::hsum(s[r]);
       for (int64_t i = d8; i < dim; ++i) v += q[i] * load_elem(c, (t + r) * c.stride + i);
       scores[t + r] = v;
@@ -94,18 +98,31 @@ void scores_avx2(const float* q, const LatentCache& c, int64_t T, int64_t dim, f
   }
 }
 
+// NV vectors of 8 columns at column i0 over all T rows, accumulators in registers.
+template <int NV>
+void wsum_cols(const float* p, const LatentCache& c, int64_t T, int64_t i0, float* out) {
+  __m256 acc[NV];
+  UNROLL for (int v = 0; v < NV; ++v) acc[v] = _mm256_setzero_ps();
+  for (int64_t t = 0; t < T; ++t) {
+    const __m256 pv = _mm256_set1_ps(p[t]);
+    UNROLL for (int v = 0; v < NV; ++v) acc[v] = _mm256_fmadd_ps(pv, load8(c, t * c.stride + i0 + 8 * v), acc[v]);
+  }
+  UNROLL for (int v = 0; v < NV; ++v) _mm256_storeu_ps(out + i0 + 8 * v, acc[v]);
+}
+
 void weighted_sum_avx2(const float* p, const LatentCache& c, int64_t T, int64_t dim, float* out) {
-  const int64_t d8 = dim & ~int64_t(7);
+  const int64_t d8 = dim & ~int64_t(7), d64 = dim & ~int64_t(63);
   // Column blocks of 64 keep 8 accumulators in registers across all T rows.
-  for (int64_t i0 = 0; i0 < d8; i0 += 64) {
-    const int nv = int(std::min<int64_t>(64, d8 - i0) / 8);
-    __m256 acc[8];
-    for (int v = 0; v < 8; ++v) acc[v] = _mm256_setzero_ps();
-    for (int64_t t = 0; t < T; ++t) {
-      const __m256 pv = _mm256_set1_ps(p[t]);
-      for (int v = 0; v < nv; ++v) acc[v] = _mm256_fmadd_ps(pv, load8(c, t * c.stride + i0 + 8 * v), acc[v]);
-    }
-    for (int v = 0; v < nv; ++v) _mm256_storeu_ps(out + i0 + 8 * v, acc[v]);
+  for (int64_t i0 = 0; i0 < d64; i0 += 64) wsum_cols<8>(p, c, T, i0, out);
+  switch ((d8 - d64) / 8) {
+    case 7: wsum_cols<7>(p, c, T, d64, out); break;
+    case 6: wsum_cols<6>(p, c, T, d64, out); break;
+    case 5: wsum_cols<5>(p, c, T, d64, out); break;
+    case 4: wsum_cols<4>(p, c, T, d64, out); break;
+    case 3: wsum_cols<3>(p, c, T, d64, out); break;
+    case 2: wsum_cols<2>(p, c, T, d64, out); break;
+    case 1: wsum_cols<1>(p, c, T, d64, out); break;
+    default: break;
   }
   for (int64_t i = d8; i < dim; ++i) {
     float s = 0;
@@ -130,16 +147,16 @@ void scores_heads_avx2(const float* q, int64_t qs, int64_t nh, const LatentCache
       const float* qb = qa + qs;
       for (int64_t t = t0; t < t4; t += 4) {
         __m256 a[4], b[4];
-        for (int r = 0; r < 4; ++r) a[r] = b[r] = _mm256_setzero_ps();
+        UNROLL for (int r = 0; r < 4; ++r) a[r] = b[r] = _mm256_setzero_ps();
         for (int64_t i = 0; i < d8; i += 8) {
           const __m256 va = _mm256_loadu_ps(qa + i), vb = _mm256_loadu_ps(qb + i);
-          for (int r = 0; r < 4; ++r) {
+          UNROLL for (int r = 0; r < 4; ++r) {
             const __m256 cv = load8(c, (t + r) * c.stride + i);
             a[r] = _mm256_fmadd_ps(va, cv, a[r]);
             b[r] = _mm256_fmadd_ps(vb, cv, b[r]);
           }
         }
-        for (int r = 0; r < 4; ++r) {
+        UNROLL for (int r = 0; r < 4; ++r) {
           float va = simd::hsum(a[r]), vb = simd::hsum(b[r]);
           for (int64_t i = d8; i < dim; ++i) {
             const float cv = load_elem(c, (t + r) * c.stride + i);
@@ -168,16 +185,16 @@ void weighted_sum_heads_avx2(const float* p, int64_t ps, int64_t nh, const Laten
     const float* pb = pa + ps;
     for (int64_t i0 = 0; i0 < d32; i0 += 32) {
       __m256 a[4], b[4];
-      for (int v = 0; v < 4; ++v) a[v] = b[v] = _mm256_setzero_ps();
+      UNROLL for (int v = 0; v < 4; ++v) a[v] = b[v] = _mm256_setzero_ps();
       for (int64_t t = 0; t < T; ++t) {
         const __m256 wa = _mm256_set1_ps(pa[t]), wb = _mm256_set1_ps(pb[t]);
-        for (int v = 0; v < 4; ++v) {
+        UNROLL for (int v = 0; v < 4; ++v) {
           const __m256 cv = load8(c, t * c.stride + i0 + 8 * v);
           a[v] = _mm256_fmadd_ps(wa, cv, a[v]);
           b[v] = _mm256_fmadd_ps(wb, cv, b[v]);
         }
       }
-      for (int v = 0; v < 4; ++v) {
+      UNROLL for (int v = 0; v < 4; ++v) {
         _mm256_storeu_ps(out + h * os + i0 + 8 * v, a[v]);
         _mm256_storeu_ps(out + (h + 1) * os + i0 + 8 * v, b[v]);
       }
@@ -242,3 +259,4 @@ void latent_weighted_sum_heads(const float* p, int64_t ps, int64_t nh, const Lat
 }
 
 }  // namespace fathom::cpu
+#undef UNROLL
