@@ -31,9 +31,12 @@ ThreadPool& pool() {
   return p;
 }
 
+// FATHOM_ISA=scalar|avx2 pins the kernels (default: the best this CPU has).
 Isa isa() {
   const char* s = std::getenv("FATHOM_ISA");
-  return s && std::strcmp(s, "scalar") == 0 ? Isa::Scalar : Isa::Auto;
+  if (s && std::strcmp(s, "scalar") == 0) return Isa::Scalar;
+  if (s && std::strcmp(s, "avx2") == 0) return Isa::Avx2;
+  return Isa::Auto;
 }
 
 // `copies` identical weight matrices in separate memory, and their views.

@@ -1,5 +1,5 @@
-// Packed16 (packed.h): the layout round-trips exactly, the VNNI kernel is bit-identical to its
-// scalar mirror on odd shapes, batch/thread invariant, and agrees with the row-major kernels
+// Packed16 (packed.h): the layout round-trips exactly, the VNNI and AVX2 kernels are bit-identical
+// to their scalar mirror on odd shapes, batch/thread invariant, and agrees with the row-major kernels
 // (same int32 block sums, different f32 summation order) and with exact double math.
 #include <gtest/gtest.h>
 
@@ -71,8 +71,9 @@ TEST(Packed, SlicesFollowGroups) {
   EXPECT_THROW(slice_rows(p.view, 8, 16), Error);
 }
 
-TEST(Packed, VnniMatchesScalarMirrorBitForBit) {
-  if (!cpu_has_avx512_vnni()) GTEST_SKIP() << "no AVX-512 VNNI";
+// Each SIMD kernel against the scalar mirror, bit for bit, on odd shapes (partial groups,
+// odd block counts, every tile height).
+void expect_matches_scalar_mirror(Isa isa) {
   for (DType t : kFormats)
     for (int64_t N : {1, 7, 16, 33, 129})
       for (int64_t K : {32, 96, 288}) {
@@ -81,11 +82,50 @@ TEST(Packed, VnniMatchesScalarMirrorBitForBit) {
         for (int64_t m : {1, 2, 3, 5, 7, 13, 64}) {
           const auto x = random_floats(size_t(m * K), uint32_t(7 + m));
           const auto ys = run(p.view, x, m, Isa::Scalar, 2);
-          const auto yv = run(p.view, x, m, Isa::Avx512, 2);
+          const auto yv = run(p.view, x, m, isa, 2);
           ASSERT_EQ(0, std::memcmp(ys.data(), yv.data(), ys.size() * 4))
               << dtype_name(t) << " N=" << N << " K=" << K << " m=" << m;
         }
       }
+}
+
+TEST(Packed, VnniMatchesScalarMirrorBitForBit) {
+  if (!cpu_has_avx512_vnni()) GTEST_SKIP() << "no AVX-512 VNNI";
+  expect_matches_scalar_mirror(Isa::Avx512);
+}
+
+TEST(Packed, Avx2MatchesScalarMirrorBitForBit) {
+  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2";
+  expect_matches_scalar_mirror(Isa::Avx2);
+}
+
+// Extreme values: Q8_0 weights of -128 and ±127 against activations of ±127 (the int16
+// pair sums of the AVX2 kernel at their largest), and Q4_0 nibbles 0 and 15.
+TEST(Packed, ExtremeValuesStayExact) {
+  const int64_t N = 16, K = 64;
+  for (DType t : kFormats) {
+    TestWeight w = encode(t, random_floats(size_t(N * K), 5), N, K);
+    const int64_t bb = t == DType::Q8_0 ? 34 : 18;
+    uint8_t* data = w.data.data();
+    for (int64_t r = 0; r < N; ++r)
+      for (int64_t b = 0; b < K / 32; ++b)
+        for (int64_t e = 0; e < bb - 2; ++e) {
+          uint8_t& v = data[r * (K / 32) * bb + b * bb + 2 + e];
+          v = t == DType::Q8_0 ? uint8_t((r + e) % 3 == 0 ? 0x80 : (r + e) % 3 == 1 ? 0x7f : 0x81)
+                               : uint8_t((r + e) % 2 ? 0xF0 : 0x0F);
+        }
+    const Packed p = pack(w);
+    std::vector<float> x(size_t(2 * K));
+    for (int64_t k = 0; k < 2 * K; ++k) x[size_t(k)] = k % 2 ? 1.0f : -1.0f;  // quantizes to ±127
+    const auto ys = run(p.view, x, 2, Isa::Scalar, 1);
+    const auto ref = testing::reference_dot(w, x, 2);
+    for (size_t i = 0; i < ys.size(); ++i) ASSERT_NEAR(ys[i], ref.exact[i], 1e-5 * ref.mag[i]) << dtype_name(t) << " " << i;
+    for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+      if (isa == Isa::Avx2 ? !cpu_has_avx2() : !cpu_has_avx512_vnni()) continue;
+      const auto yv = run(p.view, x, 2, isa, 1);
+      ASSERT_EQ(0, std::memcmp(ys.data(), yv.data(), ys.size() * 4)) << dtype_name(t);
+    }
+  }
 }
 
 TEST(Packed, BatchAndThreadInvariance) {

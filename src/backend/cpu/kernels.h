@@ -53,8 +53,9 @@ struct Job {
 void run_cols_scalar(const Job& job, int64_t n0, int64_t n1);
 void run_cols_float_avx2(const Job& job, int64_t n0, int64_t n1);
 void run_cols_quant_avx2(const Job& job, int64_t n0, int64_t n1);
-// Packed16 weights (packed.h); n0 is a multiple of 16. The two are bit-identical.
+// Packed16 weights (packed.h); n0 is a multiple of 16. The three are bit-identical.
 void run_cols_packed_scalar(const Job& job, int64_t n0, int64_t n1);
+void run_cols_packed_avx2(const Job& job, int64_t n0, int64_t n1);
 void run_cols_packed_vnni(const Job& job, int64_t n0, int64_t n1);
 
 // Quantizes one activation row of K values (K % 32 == 0) to Q8 blocks, round to nearest

@@ -5,6 +5,8 @@
 #endif
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "backend/cpu/kernels.h"
@@ -106,10 +108,24 @@ void dequantize_row(const WeightView& w, int64_t r, float* out) {
   }
 }
 
+namespace {
+// FATHOM_CPU=scalar|avx2 caps the instruction sets fathom uses below what the CPU has, so
+// an AVX-512 machine can run (and be measured on) the AVX2 or scalar kernels end to end.
+int isa_cap() {
+  static const int cap = [] {
+    const char* s = std::getenv("FATHOM_CPU");
+    if (s && std::strcmp(s, "scalar") == 0) return 0;
+    if (s && std::strcmp(s, "avx2") == 0) return 1;
+    return 2;
+  }();
+  return cap;
+}
+}  // namespace
+
 bool cpu_has_avx2() {
 #if defined(__x86_64__) || defined(__i386__)
   // F16C comes from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports lacks "f16c".
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && [] {
+  static const bool has = isa_cap() >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && [] {
     unsigned a = 0, b = 0, c = 0, d = 0;
     return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
   }();
@@ -121,7 +137,7 @@ bool cpu_has_avx2() {
 
 bool cpu_has_avx512() {
 #if defined(__x86_64__) || defined(__i386__)
-  static const bool has = cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+  static const bool has = isa_cap() >= 2 && cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
   return has;
 #else
   return false;
@@ -215,7 +231,8 @@ void quantize_part(const Section& s, int t) {
 }
 
 ColsFn cols_fn(const Section& s, const detail::Job& job) {
-  if (job.w->layout == Layout::Packed16) return s.vnni ? detail::run_cols_packed_vnni : detail::run_cols_packed_scalar;
+  if (job.w->layout == Layout::Packed16)
+    return s.vnni ? detail::run_cols_packed_vnni : s.simd ? detail::run_cols_packed_avx2 : detail::run_cols_packed_scalar;
   if (!s.simd) return detail::run_cols_scalar;
   return is_quant(job.w->dtype) ? detail::run_cols_quant_avx2 : detail::run_cols_float_avx2;
 }

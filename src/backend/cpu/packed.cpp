@@ -52,7 +52,7 @@ AlignedBytes alloc_aligned(size_t bytes) {
   return AlignedBytes(p);
 }
 
-bool packing_pays(DType t) { return (t == DType::Q8_0 || t == DType::Q4_0) && cpu_has_avx512_vnni(); }
+bool packing_pays(DType t) { return (t == DType::Q8_0 || t == DType::Q4_0) && cpu_has_avx2(); }
 
 namespace {
 

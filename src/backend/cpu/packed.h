@@ -58,8 +58,8 @@ AlignedBytes alloc_aligned(size_t bytes);
 // then cross a page (TLB entry) every 2 MiB instead of every 4 KiB.
 AlignedBytes alloc_huge(size_t bytes);
 
-// True when matmul has a faster kernel for Packed16 than for Rows on this CPU (AVX-512 VNNI),
-// i.e. when loading should pack a weight of this dtype.
+// True when matmul has a faster kernel for Packed16 than for Rows on this CPU (AVX2 or
+// AVX-512 VNNI), i.e. when loading should pack a weight of this dtype.
 bool packing_pays(DType t);
 
 // Repacks a Rows Q8_0/Q4_0 weight (cols % 32 == 0) on `pool` (nullptr: this thread) into

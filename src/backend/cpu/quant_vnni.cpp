@@ -10,6 +10,7 @@
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/packed.h"
+#include "backend/cpu/packed_tiles.h"
 
 #include <immintrin.h>
 
@@ -39,29 +40,14 @@ namespace {
 
 using detail::Job;
 using detail::kQBlock;
+using detail::PackedTile;
 
-struct Tile {
-  const uint8_t* w;       // first group of the tile
-  int64_t gstride;        // bytes between groups
-  const int8_t* xq;       // activation row i0, stride K
-  const float* xd;        // its block scales, stride nb
-  const int32_t* ncorr;   // its -offset·Σq per block, stride nb
-  int64_t K, nb, qbytes, unit;  // unit: bytes of a pair of blocks
-  float* y;               // y[i0, 16·g0], stride ldy
-  int64_t ldy;
-  int last_cols;          // valid outputs of the tile's last group (1..16)
-};
-
-inline __m512i bcast4(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
-}
+inline __m512i bcast4(const int8_t* p) { return _mm512_set1_epi32(detail::act4(p)); }
 
 // R activation rows × G groups of 16 outputs. With few independent sums (GEMV), each block's
 // steps alternate between two int32 accumulators to hide vpdpbusd latency.
 template <bool Q4, int R, int G>
-void tile(const Tile& t) {
+void tile(const PackedTile& t) {
   // Every loop over rows, groups and steps is unrolled (UNROLL): with a variable index left
   // anywhere, GCC 12 keeps the accumulator arrays of the larger tiles in memory.
   constexpr int S = Q4 ? 4 : 8;
@@ -73,9 +59,8 @@ void tile(const Tile& t) {
   // Blocks come in pairs, each pair's quants followed by its scales (packed.h). Block b of
   // the tile's groups: quants at q + g·gstride, scales at sc + g·gstride.
   for (int64_t b = 0; b < t.nb; ++b) {
-    const uint8_t* unit = t.w + (b >> 1) * t.unit;
-    const uint8_t* q = unit + (b & 1) * t.qbytes;
-    const uint8_t* sc = unit + 2 * t.qbytes + (b & 1) * kPackRows * 2;
+    const uint8_t* q = t.quants(b);
+    const uint8_t* sc = t.scales(b);
     // The sums start at -offset·Σx (the weights' offset, see packed.h).
     __m512i is[A][R][G];
     UNROLL for (int r = 0; r < R; ++r) {
@@ -129,43 +114,19 @@ void tile(const Tile& t) {
 
 // GEMM tiles (rows × groups of 16), the fastest measured at N=1408, K=2048, m=512 with
 // every accumulator in a register.
-template <bool Q4> struct Shape;
-template <> struct Shape<false> { static constexpr int R = 6, G = 2; };
-template <> struct Shape<true> { static constexpr int R = 6, G = 2; };
-using TileFn = void (*)(const Tile&);
+constexpr int kR = 6, kG = 2;
+using TileFn = void (*)(const PackedTile&);
 
-template <bool Q4, int R, int G, size_t... I>
+template <bool Q4, size_t... I>
 constexpr std::array<TileFn, sizeof...(I)> make_table(std::index_sequence<I...>) {
-  return {&tile<Q4, int(I / G) + 1, int(I % G) + 1>...};
+  return {&tile<Q4, int(I / kG) + 1, int(I % kG) + 1>...};
 }
 
 template <bool Q4>
 void run(const Job& job, int64_t n0, int64_t n1) {
-  constexpr int kR = Shape<Q4>::R, kG = Shape<Q4>::G;
-  static constexpr auto table = make_table<Q4, kR, kG>(std::make_index_sequence<kR * kG>{});
-  const WeightView& w = *job.w;
-  const PackedGeometry geo = packed_geometry(w.dtype, w.rows, w.cols);
-  const int64_t K = w.cols, N = w.rows, m = job.m;
-  const int64_t g0 = n0 / kPackRows, g1 = (n1 + kPackRows - 1) / kPackRows;
-  // Weight panels of ~256 KiB stay in L2 while every row of x passes over them.
-  const int64_t panel = std::max<int64_t>(kG, (256 << 10) / geo.group_bytes);
-  const auto* base = static_cast<const uint8_t*>(w.data);
-  for (int64_t p0 = g0; p0 < g1; p0 += panel) {
-    const int64_t p1 = std::min(g1, p0 + panel);
-    for (int64_t i0 = 0; i0 < m; i0 += kR) {
-      const int r = int(std::min<int64_t>(kR, m - i0));
-      // One row (decode): one group at a time keeps a single sequential stream.
-      const int gmax = r == 1 ? 1 : kG;
-      for (int64_t gg = p0; gg < p1; gg += gmax) {
-        const int g = int(std::min<int64_t>(gmax, p1 - gg));
-        const int64_t last_col0 = (gg + g - 1) * kPackRows;
-        Tile t{base + gg * geo.group_bytes, geo.group_bytes, job.qa.q + i0 * K, job.qa.d + i0 * geo.nb,
-               job.qa.ncorr + i0 * geo.nb, K, geo.nb, geo.quant_bytes, geo.unit_bytes, job.y + i0 * N + gg * kPackRows, N,
-               int(std::min<int64_t>(kPackRows, std::min(n1, N) - last_col0))};
-        table[(r - 1) * kG + (g - 1)](t);
-      }
-    }
-  }
+  static constexpr auto table = make_table<Q4>(std::make_index_sequence<kR * kG>{});
+  detail::for_each_packed_tile<kR, kG>(job, n0, n1,
+                                       [](const PackedTile& t, int r, int g) { table[(r - 1) * kG + (g - 1)](t); });
 }
 
 }  // namespace
