@@ -2,7 +2,7 @@
 //   GEMV (m=1): the weights are replicated past the last-level cache and rotated, so every
 //   call streams from DRAM as in decode; bytes/s counts weight bytes.
 //   GEMM (m=512): one weight copy; GFLOP/s = 2·m·N·K per second.
-// Threads: FATHOM_THREADS (default 2).
+// Threads: FATHOM_THREADS (default 2); FATHOM_ISA=avx2|scalar pins the matmul kernels.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>

@@ -4,7 +4,8 @@
 // lanes. One 64-byte load then covers 4 k-values of 16 output rows, the activation bytes are
 // a broadcast, and a block's 16 int32 sums come out in one register, so one convert and one
 // FMA finish 16 outputs (the row-major kernels spend those per output). The values are the
-// same as in the row-major block format; only their order and an offset change.
+// same as in the row-major block format; only their order and an offset change. AVX2 has no
+// vpdpbusd but gets the same int32 lanes from vpmaddubsw + vpmaddwd (quant_packed_avx2.cpp).
 //
 // Rows are taken in groups of 16 (the last group padded with zero rows, scale 0). Group g
 // (rows 16g..16g+15) starts at g·group_bytes and holds its K/32 blocks in pairs ("units"):
