@@ -41,12 +41,17 @@ struct LayerCtx {
 };
 
 // y[m, rows(w)] = x[m, cols(w)] · wᵀ (+ bias)
+// y[i, :] += bias for each of m rows of n (no-op without a bias).
+inline void add_bias(float* y, int64_t m, int64_t n, const std::vector<float>* bias) {
+  if (bias)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) y[i * n + j] += (*bias)[size_t(j)];
+}
+
 inline void linear(const cpu::WeightView& w, const float* x, int64_t m, float* y, ThreadPool& pool,
                    const std::vector<float>* bias = nullptr) {
   cpu::matmul(w, x, m, y, pool);
-  if (bias)
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < w.rows; ++j) y[i * w.rows + j] += (*bias)[size_t(j)];
+  add_bias(y, m, w.rows, bias);
 }
 
 class AttnLayer {

@@ -18,8 +18,11 @@ void mlp_forward(const MlpWeights& w, const float* x, int64_t rows, float* out, 
   const int64_t I = w.gate->rows;
   float* g = ctx.scratch->get(base, size_t(rows * I));      // [rows, I]
   float* u = ctx.scratch->get(base + 1, size_t(rows * I));  // [rows, I]
-  linear(*w.gate, x, rows, g, *ctx.pool, w.gate_bias);
-  linear(*w.up, x, rows, u, *ctx.pool, w.up_bias);
+  // Gate and up as one batch of products (one parallel section), biases after.
+  const cpu::MatmulTask tasks[2] = {{w.gate, x, rows, g}, {w.up, x, rows, u}};
+  cpu::matmul_many(tasks, 2, *ctx.pool);
+  add_bias(g, rows, I, w.gate_bias);
+  add_bias(u, rows, I, w.up_bias);
   for (int64_t i = 0; i < rows * I; ++i) g[i] = ops::silu(g[i]) * u[i];
   linear(*w.down, g, rows, out, *ctx.pool, w.down_bias);
 }

@@ -97,16 +97,17 @@ void MlaAttention::forward(const float* h, float* out, const LayerCtx& ctx) {
   Scratch& s = *ctx.scratch;
 
   float* q = s.get(kQ, size_t(R * H_ * qk));  // [R, H, nope + rope]
+  float* kv = s.get(kKv, size_t(R * W));       // [R, kv_lora + rope]
+  // The products of h go to the pool as one batch (one parallel section, not two).
+  float* qa = w_.q_a ? s.get(kQa, size_t(R * w_.q_a->rows)) : nullptr;  // [R, q_lora]
+  tasks_.clear();
+  tasks_.push_back({w_.q_a ? w_.q_a : w_.q, h, R, w_.q_a ? qa : q});
+  tasks_.push_back({w_.kv_a, h, R, kv});
+  cpu::matmul_many(tasks_.data(), tasks_.size(), pool);
   if (w_.q_a) {
-    float* qa = s.get(kQa, size_t(R * w_.q_a->rows));  // [R, q_lora]
-    linear(*w_.q_a, h, R, qa, pool);
     ops::rmsnorm(qa, w_.q_a_norm->data(), qa, R, w_.q_a->rows, cfg_.rms_norm_eps);
     linear(*w_.q_b, qa, R, q, pool);
-  } else {
-    linear(*w_.q, h, R, q, pool);
   }
-  float* kv = s.get(kKv, size_t(R * W));  // [R, kv_lora + rope]
-  linear(*w_.kv_a, h, R, kv, pool);
 
   // Norm the latent, rope the shared key and the queries, then store into the cache.
   for (int64_t i = 0; i < R; ++i) {
