@@ -2,6 +2,7 @@
 // Internal to the Packed16 kernels (quant_vnni.cpp, quant_packed_avx2.cpp): one tile of
 // activation rows × groups of 16 outputs, and the walk over a column range in tiles.
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 
@@ -16,21 +17,24 @@ struct PackedTile {
   const int8_t* xq;       // activation row i0, stride K
   const float* xd;        // its block scales, stride nb
   const int32_t* ncorr;   // its -offset·Σq per block, stride nb
-  int64_t K, nb, qbytes, unit;  // unit: bytes of a pair of blocks (packed.h)
+  int64_t K;
+  PackedGeometry geo;
   float* y;               // y[i0, 16·g0], stride ldy
   int64_t ldy;
   int last_cols;          // valid outputs of the tile's last group (1..16)
 
   // Block b's quants and 16 f16 scales in the tile's first group.
-  const uint8_t* quants(int64_t b) const { return w + (b >> 1) * unit + (b & 1) * qbytes; }
-  const uint8_t* scales(int64_t b) const { return w + (b >> 1) * unit + 2 * qbytes + (b & 1) * kPackRows * 2; }
+  const uint8_t* quants(int64_t b) const { return w + packed_quant_off(geo, b); }
+  const uint8_t* scales(int64_t b) const { return w + packed_scale_off(geo, b); }
 };
 
-// Calls tile(t, r, g) over y[:, n0:n1] in tiles of r ≤ kR rows × g ≤ kG groups. Weight
-// panels of ~256 KiB stay in L2 while every row of x passes over them; a single row
-// (decode) goes one group at a time, one sequential stream.
-template <int kR, int kG, class TileFn>
-void for_each_packed_tile(const Job& job, int64_t n0, int64_t n1, TileFn&& tile) {
+using PackedTileFn = void (*)(const PackedTile&);
+
+// Computes y[:, n0:n1] in tiles of r ≤ kR rows × g ≤ kG groups, each by
+// table[(r - 1)·kG + g - 1]. Weight panels of ~256 KiB stay in L2 while every row of x
+// passes over them; a single row (decode) goes one group at a time, one sequential stream.
+template <int kR, int kG>
+void run_packed_tiles(const Job& job, int64_t n0, int64_t n1, const std::array<PackedTileFn, kR * kG>& table) {
   const WeightView& w = *job.w;
   const PackedGeometry geo = packed_geometry(w.dtype, w.rows, w.cols);
   const int64_t K = w.cols, N = w.rows, m = job.m;
@@ -46,10 +50,9 @@ void for_each_packed_tile(const Job& job, int64_t n0, int64_t n1, TileFn&& tile)
         const int g = int(std::min<int64_t>(gmax, p1 - gg));
         const int64_t last_col0 = (gg + g - 1) * kPackRows;
         const PackedTile t{base + gg * geo.group_bytes, geo.group_bytes, job.qa.q + i0 * K, job.qa.d + i0 * geo.nb,
-                           job.qa.ncorr + i0 * geo.nb, K, geo.nb, geo.quant_bytes, geo.unit_bytes,
-                           job.y + i0 * N + gg * kPackRows, N,
+                           job.qa.ncorr + i0 * geo.nb, K, geo, job.y + i0 * N + gg * kPackRows, N,
                            int(std::min<int64_t>(kPackRows, std::min(n1, N) - last_col0))};
-        tile(t, r, g);
+        table[size_t((r - 1) * kG + (g - 1))](t);
       }
     }
   }

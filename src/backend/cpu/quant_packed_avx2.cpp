@@ -41,7 +41,7 @@ void tile(const PackedTile& t) {
   UNROLL for (int r = 0; r < R; ++r)
     UNROLL for (int g = 0; g < G; ++g)
       UNROLL for (int h = 0; h < 2; ++h) acc[r][g][h] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < t.nb; ++b) {
+  for (int64_t b = 0; b < t.geo.nb; ++b) {
     const uint8_t* q = t.quants(b);
     const uint8_t* sc = t.scales(b);
     __m256i sum[R][G][2];  // int32 block sums
@@ -69,7 +69,7 @@ void tile(const PackedTile& t) {
         }
       }
       UNROLL for (int r = 0; r < R; ++r) {
-        const __m256i c = _mm256_set1_epi32(t.ncorr[r * t.nb + b]);
+        const __m256i c = _mm256_set1_epi32(t.ncorr[r * t.geo.nb + b]);
         UNROLL for (int g = 0; g < G; ++g)
           UNROLL for (int h = 0; h < 2; ++h) sum[r][g][h] = _mm256_add_epi32(c, _mm256_madd_epi16(p16[r][g][h], ones));
       }
@@ -101,7 +101,7 @@ void tile(const PackedTile& t) {
       UNROLL for (int h = 0; h < 2; ++h)
         ws[g][h] = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(sc + g * t.gstride + 16 * h)));
     UNROLL for (int r = 0; r < R; ++r) {
-      const __m256 d = _mm256_set1_ps(t.xd[r * t.nb + b]);
+      const __m256 d = _mm256_set1_ps(t.xd[r * t.geo.nb + b]);
       UNROLL for (int g = 0; g < G; ++g)
         UNROLL for (int h = 0; h < 2; ++h)
           acc[r][g][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r][g][h]), _mm256_mul_ps(ws[g][h], d), acc[r][g][h]);
@@ -120,18 +120,16 @@ void tile(const PackedTile& t) {
 // GEMM tiles (rows × groups of 16) with 16 registers: 2×1, 3×1 and 4×1 measured within 5%
 // of each other at N=1408, K=2048, m=512 (1×2 and 2×2 slower); 2×1 spills least.
 constexpr int kR = 2, kG = 1;
-using TileFn = void (*)(const PackedTile&);
 
 template <bool Q4, size_t... I>
-constexpr std::array<TileFn, sizeof...(I)> make_table(std::index_sequence<I...>) {
+constexpr std::array<detail::PackedTileFn, sizeof...(I)> make_table(std::index_sequence<I...>) {
   return {&tile<Q4, int(I / kG) + 1, int(I % kG) + 1>...};
 }
 
 template <bool Q4>
 void run(const Job& job, int64_t n0, int64_t n1) {
   static constexpr auto table = make_table<Q4>(std::make_index_sequence<kR * kG>{});
-  detail::for_each_packed_tile<kR, kG>(job, n0, n1,
-                                       [](const PackedTile& t, int r, int g) { table[(r - 1) * kG + (g - 1)](t); });
+  detail::run_packed_tiles<kR, kG>(job, n0, n1, table);
 }
 
 }  // namespace

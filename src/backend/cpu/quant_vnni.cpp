@@ -58,13 +58,13 @@ void tile(const PackedTile& t) {
     UNROLL for (int g = 0; g < G; ++g) acc[r][g] = _mm512_setzero_ps();
   // Blocks come in pairs, each pair's quants followed by its scales (packed.h). Block b of
   // the tile's groups: quants at q + g·gstride, scales at sc + g·gstride.
-  for (int64_t b = 0; b < t.nb; ++b) {
+  for (int64_t b = 0; b < t.geo.nb; ++b) {
     const uint8_t* q = t.quants(b);
     const uint8_t* sc = t.scales(b);
     // The sums start at -offset·Σx (the weights' offset, see packed.h).
     __m512i is[A][R][G];
     UNROLL for (int r = 0; r < R; ++r) {
-      const __m512i c = _mm512_set1_epi32(t.ncorr[r * t.nb + b]);
+      const __m512i c = _mm512_set1_epi32(t.ncorr[r * t.geo.nb + b]);
       UNROLL for (int g = 0; g < G; ++g) {
         is[0][r][g] = c;
         if constexpr (A == 2) is[1][r][g] = _mm512_setzero_si512();
@@ -99,7 +99,7 @@ void tile(const PackedTile& t) {
     UNROLL for (int g = 0; g < G; ++g)
       ws[g] = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(sc + g * t.gstride)));
     UNROLL for (int r = 0; r < R; ++r) {
-      const __m512 d = _mm512_set1_ps(t.xd[r * t.nb + b]);
+      const __m512 d = _mm512_set1_ps(t.xd[r * t.geo.nb + b]);
       UNROLL for (int g = 0; g < G; ++g) {
         const __m512i sum = A == 2 ? _mm512_add_epi32(is[0][r][g], is[A - 1][r][g]) : is[0][r][g];
         acc[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(ws[g], d), acc[r][g]);
@@ -115,18 +115,16 @@ void tile(const PackedTile& t) {
 // GEMM tiles (rows × groups of 16), the fastest measured at N=1408, K=2048, m=512 with
 // every accumulator in a register.
 constexpr int kR = 6, kG = 2;
-using TileFn = void (*)(const PackedTile&);
 
 template <bool Q4, size_t... I>
-constexpr std::array<TileFn, sizeof...(I)> make_table(std::index_sequence<I...>) {
+constexpr std::array<detail::PackedTileFn, sizeof...(I)> make_table(std::index_sequence<I...>) {
   return {&tile<Q4, int(I / kG) + 1, int(I % kG) + 1>...};
 }
 
 template <bool Q4>
 void run(const Job& job, int64_t n0, int64_t n1) {
   static constexpr auto table = make_table<Q4>(std::make_index_sequence<kR * kG>{});
-  detail::for_each_packed_tile<kR, kG>(job, n0, n1,
-                                       [](const PackedTile& t, int r, int g) { table[(r - 1) * kG + (g - 1)](t); });
+  detail::run_packed_tiles<kR, kG>(job, n0, n1, table);
 }
 
 }  // namespace
