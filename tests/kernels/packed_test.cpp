@@ -99,10 +99,13 @@ TEST(Packed, Avx2MatchesScalarMirrorBitForBit) {
   expect_matches_scalar_mirror(Isa::Avx2);
 }
 
-// Extreme values: Q8_0 weights of -128 and ±127 against activations of ±127 (the int16
-// pair sums of the AVX2 kernel at their largest), and Q4_0 nibbles 0 and 15.
+// Extreme values at the AVX2 kernel's int16 limits: activations of ±127 in same-signed pairs,
+// and on even rows weights that agree in sign with them everywhere (Q8_0 127 / -128: pair sums
+// 32258 / 32512; Q4_0 nibble 15 where x > 0: 8·2·15·127 = 30480 per lane and block). Odd rows
+// mix -128, 127 and -127 (Q8_0), 0 and 15 (Q4_0).
 TEST(Packed, ExtremeValuesStayExact) {
   const int64_t N = 16, K = 64;
+  auto x_at = [](int64_t k) { return (k / 2) % 2 ? 1.0f : -1.0f; };  // quantizes to ±127
   for (DType t : kFormats) {
     TestWeight w = encode(t, random_floats(size_t(N * K), 5), N, K);
     const int64_t bb = t == DType::Q8_0 ? 34 : 18;
@@ -111,12 +114,14 @@ TEST(Packed, ExtremeValuesStayExact) {
       for (int64_t b = 0; b < K / 32; ++b)
         for (int64_t e = 0; e < bb - 2; ++e) {
           uint8_t& v = data[r * (K / 32) * bb + b * bb + 2 + e];
-          v = t == DType::Q8_0 ? uint8_t((r + e) % 3 == 0 ? 0x80 : (r + e) % 3 == 1 ? 0x7f : 0x81)
-                               : uint8_t((r + e) % 2 ? 0xF0 : 0x0F);
+          const bool pos = x_at(b * 32 + e) > 0;  // Q4_0: elements e and e + 16 share the sign
+          if (r % 2 == 0) v = t == DType::Q8_0 ? uint8_t(pos ? 0x7f : 0x80) : uint8_t(pos ? 0xFF : 0x00);
+          else v = t == DType::Q8_0 ? uint8_t((r + e) % 3 == 0 ? 0x80 : (r + e) % 3 == 1 ? 0x7f : 0x81)
+                                    : uint8_t((r + e) % 2 ? 0xF0 : 0x0F);
         }
     const Packed p = pack(w);
     std::vector<float> x(size_t(2 * K));
-    for (int64_t k = 0; k < 2 * K; ++k) x[size_t(k)] = k % 2 ? 1.0f : -1.0f;  // quantizes to ±127
+    for (int64_t k = 0; k < 2 * K; ++k) x[size_t(k)] = x_at(k % K);
     const auto ys = run(p.view, x, 2, Isa::Scalar, 1);
     const auto ref = testing::reference_dot(w, x, 2);
     for (size_t i = 0; i < ys.size(); ++i) ASSERT_NEAR(ys[i], ref.exact[i], 1e-5 * ref.mag[i]) << dtype_name(t) << " " << i;
