@@ -76,7 +76,7 @@ TEST(Packed, SlicesFollowGroups) {
 void expect_matches_scalar_mirror(Isa isa) {
   for (DType t : kFormats)
     for (int64_t N : {1, 7, 16, 33, 129})
-      for (int64_t K : {32, 96, 288}) {
+      for (int64_t K : {32, 64, 96, 288}) {
         const TestWeight w = encode(t, random_floats(size_t(N * K), uint32_t(N * 1000 + K)), N, K);
         const Packed p = pack(w);
         for (int64_t m : {1, 2, 3, 5, 7, 13, 64}) {

@@ -41,10 +41,11 @@ void tile(const PackedTile& t) {
   UNROLL for (int r = 0; r < R; ++r)
     UNROLL for (int g = 0; g < G; ++g)
       UNROLL for (int h = 0; h < 2; ++h) acc[r][g][h] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < t.geo.nb; ++b) {
+  // A GEMV takes a pair of blocks per iteration and reads their scales after both blocks'
+  // quants, in address order (see the VNNI kernel).
+  constexpr int U = R * G == 1 ? 2 : 1;
+  auto block = [&](int64_t b, __m256i (&sum)[R][G][2]) __attribute__((always_inline)) {  // int32 block sums
     const uint8_t* q = t.quants(b);
-    const uint8_t* sc = t.scales(b);
-    __m256i sum[R][G][2];  // int32 block sums
     if constexpr (Q4) {
       const __m256i m4 = _mm256_set1_epi8(15);
       __m256i p16[R][G][2];
@@ -96,6 +97,9 @@ void tile(const PackedTile& t) {
         }
       }
     }
+  };
+  auto finish = [&](int64_t b, __m256i (&sum)[R][G][2]) __attribute__((always_inline)) {
+    const uint8_t* sc = t.scales(b);
     __m256 ws[G][2];
     UNROLL for (int g = 0; g < G; ++g)
       UNROLL for (int h = 0; h < 2; ++h)
@@ -106,6 +110,17 @@ void tile(const PackedTile& t) {
         UNROLL for (int h = 0; h < 2; ++h)
           acc[r][g][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r][g][h]), _mm256_mul_ps(ws[g][h], d), acc[r][g][h]);
     }
+  };
+  int64_t b = 0;
+  for (; b + U <= t.geo.nb; b += U) {
+    __m256i sum[U][R][G][2];
+    UNROLL for (int u = 0; u < U; ++u) block(b + u, sum[u]);
+    UNROLL for (int u = 0; u < U; ++u) finish(b + u, sum[u]);
+  }
+  if (b < t.geo.nb) {  // GEMV over an odd number of blocks
+    __m256i sum[R][G][2];
+    block(b, sum);
+    finish(b, sum);
   }
   UNROLL for (int r = 0; r < R; ++r)
     UNROLL for (int g = 0; g < G; ++g)
