@@ -5,6 +5,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -174,6 +175,54 @@ void check(const WeightView& w) {
   FATHOM_CHECK(w.layout == Layout::Rows || is_quant(w.dtype), "matmul: packed {} weight", dtype_name(w.dtype));
 }
 
+// A decode-sized section (every task a few rows of x) is bound by memory bandwidth, and with
+// a static split one thread idles whenever the other's share streams slower, which it often
+// does. The section is cut into chunks of ~32 KiB of weights, in task order; thread t owns a
+// contiguous share of them and takes its chunks front to back (its reads stay one forward
+// stream), then takes chunks from the back of the share with the most left. Which thread
+// computes a column never changes its value.
+constexpr int64_t kStreamMaxRows = 4;
+constexpr int64_t kChunkBytes = 32 << 10;
+
+struct alignas(64) Share {
+  std::atomic<uint64_t> range{0};  // next chunk << 32 | end chunk
+};
+
+struct StreamPlan {
+  std::vector<int64_t> first;     // [jobs + 1] first chunk of each job
+  std::vector<int64_t> rows;      // [jobs] rows per chunk
+  std::vector<Share> shares;      // [threads]
+
+  // The next chunk of share t (owner), or -1.
+  int64_t take_front(int t) {
+    std::atomic<uint64_t>& r = shares[size_t(t)].range;
+    uint64_t v = r.load(std::memory_order_relaxed);
+    for (;;) {
+      const uint64_t lo = v >> 32, hi = v & 0xffffffffu;
+      if (lo >= hi) return -1;
+      if (r.compare_exchange_weak(v, ((lo + 1) << 32) | hi, std::memory_order_relaxed)) return int64_t(lo);
+    }
+  }
+  // The last chunk of the share with the most left, or -1 when all are done.
+  int64_t take_back() {
+    for (;;) {
+      int best = -1;
+      uint64_t best_left = 0;
+      for (size_t i = 0; i < shares.size(); ++i) {
+        const uint64_t v = shares[i].range.load(std::memory_order_relaxed);
+        const uint64_t lo = v >> 32, hi = v & 0xffffffffu;
+        if (hi > lo && hi - lo > best_left) best = int(i), best_left = hi - lo;
+      }
+      if (best < 0) return -1;
+      std::atomic<uint64_t>& r = shares[size_t(best)].range;
+      uint64_t v = r.load(std::memory_order_relaxed);
+      const uint64_t lo = v >> 32, hi = v & 0xffffffffu;
+      if (lo < hi && r.compare_exchange_strong(v, (lo << 32) | (hi - 1), std::memory_order_relaxed))
+        return int64_t(hi - 1);
+    }
+  }
+};
+
 // Scratch of the calling thread: grows to the largest call, then never allocates.
 struct Scratch {
   std::vector<int8_t> q;                 // quantized activations of every task, [Σ m·K]
@@ -181,6 +230,7 @@ struct Scratch {
   std::vector<detail::QActPair> pairs;   // AVX2 layout, [Σ m·ceil(K/64)]
   std::vector<int32_t> ncorr;            // Packed16 -offset·Σq, [Σ m·K/32]
   std::vector<detail::Job> jobs;         // one per task
+  StreamPlan plan;                       // streaming sections
 };
 
 using ColsFn = void (*)(const detail::Job&, int64_t, int64_t);
@@ -196,7 +246,10 @@ struct Section {
   QuantRowFn quant_row;
   int parts;
   int64_t quant_rows;  // Σ m over quantized tasks
+  // Streaming sections only (see StreamPlan): null otherwise.
+  const StreamPlan* stream = nullptr;
 };
+
 
 // Part t of [0, n) in `parts` ranges, boundaries rounded down to multiples of `align`.
 std::pair<int64_t, int64_t> part(int64_t n, int parts, int t, int64_t align) {
@@ -237,9 +290,24 @@ ColsFn cols_fn(const Section& s, const detail::Job& job) {
   return is_quant(job.w->dtype) ? detail::run_cols_quant_avx2 : detail::run_cols_float_avx2;
 }
 
+void run_chunk(const Section& s, int64_t c) {
+  const StreamPlan& p = *s.stream;
+  const size_t j = size_t(std::upper_bound(p.first.begin(), p.first.end(), c) - p.first.begin()) - 1;
+  const detail::Job& job = s.jobs[j];
+  const int64_t r0 = (c - p.first[j]) * p.rows[j];
+  cols_fn(s, job)(job, r0, std::min(job.w->rows, r0 + p.rows[j]));
+}
+
+void stream_part(const Section& s, int t) {
+  StreamPlan& p = *const_cast<StreamPlan*>(s.stream);
+  for (int64_t c; (c = p.take_front(t)) >= 0;) run_chunk(s, c);
+  for (int64_t c; (c = p.take_back()) >= 0;) run_chunk(s, c);
+}
+
 // Thread t computes part t of every job's columns (static: each thread's thread-local
 // scratch is sized by the warm-up call, so later calls allocate nothing).
 void cols_part(const Section& s, int t) {
+  if (s.stream) return stream_part(s, t);
   for (size_t j = 0; j < s.n_jobs; ++j) {
     const detail::Job& job = s.jobs[j];
     const int64_t N = job.w->rows;
@@ -261,11 +329,12 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
   thread_local Scratch scratch;
   // Sizes first, so the scratch grows at most once per call and the pointers stay valid.
   size_t nq = 0, nd = 0, np = 0, nc = 0;
-  int64_t quant_rows = 0, work = 0;
+  int64_t quant_rows = 0, work = 0, max_m = 0;
   for (size_t j = 0; j < n; ++j) {
     const MatmulTask& t = tasks[j];
     check(*t.w);
     if (t.m <= 0) continue;
+    max_m = std::max(max_m, t.m);
     work += t.m * t.w->rows * std::max<int64_t>(t.w->cols, 1);
     if (!is_quant(t.w->dtype)) continue;
     const int64_t K = t.w->cols, nb = K / kQBlock;
@@ -311,6 +380,28 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
       quantize_part(sec, 0);
       sec.parts = threads;
     }
+  }
+  if (threads > 1 && max_m <= kStreamMaxRows) {
+    StreamPlan& p = scratch.plan;
+    p.first.assign(1, 0);
+    p.rows.clear();
+    for (size_t j = 0; j < n_jobs; ++j) {
+      const WeightView& w = *scratch.jobs[j].w;
+      const bool packed = w.layout == Layout::Packed16;
+      const int64_t unit = packed ? kPackRows : 4;  // rows a chunk boundary may fall on
+      const int64_t unit_bytes =
+          packed ? packed_geometry(w.dtype, w.rows, w.cols).group_bytes : int64_t(w.row_bytes()) * unit;
+      const int64_t rows = std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(unit_bytes, 1)) * unit;
+      p.rows.push_back(rows);
+      p.first.push_back(p.first.back() + (w.rows + rows - 1) / rows);
+    }
+    const int64_t C = p.first.back();
+    FATHOM_CHECK(C < (int64_t(1) << 32), "matmul: {} chunks in one section", C);
+    if (p.shares.size() != size_t(threads)) p.shares = std::vector<Share>(size_t(threads));
+    for (int t = 0; t < threads; ++t)
+      p.shares[size_t(t)].range.store(uint64_t(C * t / threads) << 32 | uint64_t(C * (t + 1) / threads),
+                                      std::memory_order_relaxed);
+    sec.stream = &p;
   }
   if (threads > 1) pool.run_all([sp](int t) { cols_part(*sp, t); });
   else cols_part(sec, 0);
