@@ -178,5 +178,50 @@ TEST(Packed, RejectsWhatItCannotPack) {
   EXPECT_THROW(packed_geometry(DType::Q8_0, 4, 48), Error);
 }
 
+
+// Decode-sized sections (every task ≤ 4 rows) are split into chunks that threads take and
+// steal at run time (matmul.cpp). Mixed layouts and formats, many chunks per task: every
+// output is written, with the same bits as one thread and as one task at a time.
+TEST(Packed, StreamingSectionsMatchOneThread) {
+  struct Case { DType t; int64_t N, K, m; bool packed; };
+  const Case cases[] = {{DType::Q8_0, 700, 512, 1, true},  {DType::BF16, 300, 256, 2, false},
+                        {DType::Q4_0, 1000, 256, 4, true}, {DType::Q8_0, 45, 96, 1, false},
+                        {DType::F8_E4M3, 260, 384, 3, false}, {DType::Q4_0, 17, 64, 1, true}};
+  std::vector<TestWeight> ws;
+  std::vector<Packed> ps;
+  std::vector<WeightView> views;
+  std::vector<std::vector<float>> xs;
+  for (size_t j = 0; j < std::size(cases); ++j) {
+    const Case& c = cases[j];
+    ws.push_back(encode(c.t, random_floats(size_t(c.N * c.K), uint32_t(60 + j)), c.N, c.K));
+    xs.push_back(random_floats(size_t(c.m * c.K), uint32_t(70 + j)));
+  }
+  for (size_t j = 0; j < std::size(cases); ++j) {
+    if (cases[j].packed && packing_pays(cases[j].t)) ps.push_back(pack(ws[j]));
+    else ps.push_back(Packed{nullptr, ws[j].view()});
+    views.push_back(ps.back().view);
+  }
+  auto section = [&](int threads) {
+    ThreadPool pool(threads);
+    std::vector<std::vector<float>> ys;
+    std::vector<MatmulTask> tasks;
+    for (size_t j = 0; j < std::size(cases); ++j) ys.emplace_back(size_t(cases[j].m * cases[j].N), NAN);
+    for (size_t j = 0; j < std::size(cases); ++j) tasks.push_back({&views[j], xs[j].data(), cases[j].m, ys[j].data()});
+    matmul_many(tasks.data(), tasks.size(), pool);
+    return ys;
+  };
+  const auto one = section(1);
+  for (size_t j = 0; j < std::size(cases); ++j) {
+    for (float v : one[j]) ASSERT_FALSE(std::isnan(v)) << j;
+    const auto sep = run(views[j], xs[j], cases[j].m, Isa::Auto, 2);
+    ASSERT_EQ(0, std::memcmp(sep.data(), one[j].data(), sep.size() * 4)) << j;
+  }
+  for (int threads : {2, 3, 5}) {
+    const auto ys = section(threads);
+    for (size_t j = 0; j < std::size(cases); ++j)
+      ASSERT_EQ(0, std::memcmp(ys[j].data(), one[j].data(), ys[j].size() * 4)) << j << " threads=" << threads;
+  }
+}
+
 }  // namespace
 }  // namespace fathom::cpu
