@@ -142,7 +142,7 @@ void BM_GemvRoofline(benchmark::State& st, Fmt t) {
   std::vector<float> x(size_t(K), 0.5f), y(static_cast<size_t>(N));
   double best_gemv = 0, best_bw = 0;
   for (auto _ : st) {
-    best_bw = std::max(best_bw, measure_read_bandwidth_gbs(pool(), total));
+    best_bw = std::max(best_bw, measure_read_bandwidth(pool(), total, 0).best_pass_gbs);
     for (int rep = 0; rep < 3; ++rep) {
       const auto t0 = std::chrono::steady_clock::now();
       for (const auto& v : w.views) matmul(v, x.data(), 1, y.data(), pool(), {isa()});
@@ -157,7 +157,7 @@ void BM_GemvRoofline(benchmark::State& st, Fmt t) {
 
 void BM_ReadBandwidth(benchmark::State& st) {
   double gbs = 0;
-  for (auto _ : st) gbs = measure_read_bandwidth_gbs(pool(), size_t(st.range(0)) << 20);
+  for (auto _ : st) gbs = measure_read_bandwidth(pool(), size_t(st.range(0)) << 20).sustained_gbs;
   st.counters["GB/s"] = gbs;
 }
 

@@ -103,14 +103,14 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
     decode_run(model, cache, prompt[0], w, std::min<int64_t>(4, o.decode_tokens), fo, logits, nullptr);
   }
 
-  // The roofline is the best of a probe before and one after the timed runs, so a passing
-  // dip in the machine's bandwidth cannot flatter the decode figure.
+  // The roofline is the sustained read bandwidth (bandwidth.h), the better of a probe before
+  // and one after the timed runs, so a passing dip cannot flatter the decode figure.
   // The probe's buffer is not the model's: the peak so far is kept and the kernel's
   // high-water mark reset after it (clear_refs "5").
   const size_t rss_before = peak_rss_bytes();
-  double bw_before = 0;
+  cpu::ReadBandwidth bw_before;
   if (o.measure_bandwidth) {
-    bw_before = cpu::measure_read_bandwidth_gbs(model.pool(), o.bandwidth_bytes);
+    bw_before = cpu::measure_read_bandwidth(model.pool(), o.bandwidth_bytes, o.bandwidth_seconds);
     std::ofstream("/proc/self/clear_refs") << "5";
   }
 
@@ -136,7 +136,9 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
   r.effective_gbs = double(r.bytes_per_token) * r.decode_tok_s / 1e9;
   r.peak_rss_bytes = std::max(rss_before, peak_rss_bytes());  // before the second probe
   if (o.measure_bandwidth) {
-    r.bandwidth_gbs = std::max(bw_before, cpu::measure_read_bandwidth_gbs(model.pool(), o.bandwidth_bytes));
+    const cpu::ReadBandwidth bw_after = cpu::measure_read_bandwidth(model.pool(), o.bandwidth_bytes, o.bandwidth_seconds);
+    r.bandwidth_gbs = std::max(bw_before.sustained_gbs, bw_after.sustained_gbs);
+    r.bandwidth_best_pass_gbs = std::max(bw_before.best_pass_gbs, bw_after.best_pass_gbs);
     r.roofline_tok_s = r.bandwidth_gbs * 1e9 / double(r.bytes_per_token);
     r.roofline_frac = r.decode_tok_s / r.roofline_tok_s;
   }

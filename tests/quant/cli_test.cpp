@@ -15,7 +15,7 @@ TEST(BenchCli, JsonHasSaneFields) {
   const std::string dir = test::fixture("tiny-deepseek-v2-lite");
   if (dir.empty()) GTEST_SKIP() << "no tiny-deepseek-v2-lite fixture";
   const auto r = test::run_cmd(kBin + " bench --model " + dir +
-                               " --quant q8_0 -p 16 -n 8 --warmup 4 --threads 2 --bandwidth-mb 64 --json");
+                               " --quant q8_0 -p 16 -n 8 --warmup 4 --threads 2 --bandwidth-mb 64 --bandwidth-seconds 0.05 --json");
   ASSERT_EQ(r.status, 0) << r.out;
   nlohmann::json j;
   ASSERT_NO_THROW(j = nlohmann::json::parse(r.out)) << r.out;
@@ -23,6 +23,7 @@ TEST(BenchCli, JsonHasSaneFields) {
   EXPECT_EQ(j.at("threads"), 2);
   EXPECT_EQ(j.at("prompt_tokens"), 16);
   EXPECT_EQ(j.at("decode_tokens"), 8);
+  EXPECT_GE(j.at("bandwidth_best_pass_gbs").get<double>(), j.at("bandwidth_gbs").get<double>());
   for (const char* k : {"prefill_tok_s", "decode_tok_s", "effective_gbs", "bandwidth_gbs", "roofline_tok_s",
                         "roofline_pct", "decode_ms_p50"})
     EXPECT_GT(j.at(k).get<double>(), 0.0) << k;
