@@ -1,5 +1,6 @@
 #include "layers/mla.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 
@@ -9,7 +10,7 @@
 
 namespace fathom {
 
-enum : size_t { kQ, kQa, kKv, kAttn, kNaiveLat, kNaiveKv, kThread, kQn, kQlat, kQl, kCtx, kOh };
+enum : size_t { kQ, kQa, kKv, kAttn, kNaiveLat, kNaiveKv, kThread, kQn, kQlat, kQl, kCtx, kOh, kScores };
 
 cpu::WeightView MlaAbsorbedWeights::head(const cpu::WeightView& w, int64_t h, int64_t n) {
   return cpu::slice_rows(w, h * n, n);
@@ -146,33 +147,38 @@ void MlaAttention::attend_absorbed(const float* q, float* o, const LayerCtx& ctx
     }
 
   // Attention in the latent space: the cache row [c | k_pe] is scored against [q_lat | q_pe].
-  // Units of (row, group of heads) go to whichever thread is free (rows of a prefill chunk see
-  // different context lengths); a unit scores all its heads against each cache row at once.
-  // Neither changes any bit: each (row, head) is computed the same way wherever it runs.
+  // Fewer rows than threads (decode): each row is split across the pool (attend_row_split).
+  // Otherwise units of (row, group of heads) go to whichever thread is free (rows of a prefill
+  // chunk see different context lengths); a unit scores all its heads against each cache row
+  // at once. Neither changes any bit: each (row, head) is computed the same way wherever it runs.
   const int64_t max_ctx = ctx.cache->max_ctx();
   float* c_all = s.get(kCtx, size_t(H_ * R * r_));  // [H, R, r] Σ p·c per row and head
-  const int64_t groups = R >= 2 * pool.size() ? 1 : std::min<int64_t>(H_, 2 * pool.size());
-  const int64_t hg = (H_ + groups - 1) / groups;  // heads per unit
-  float* tbuf = s.get(kThread, size_t(hg * max_ctx) * size_t(pool.size()));  // [threads, hg, max_ctx]
-  std::atomic<int64_t> next{0};
-  auto units = [&](int t) {
-    float* sc = tbuf + hg * max_ctx * t;  // [hg, max_ctx]
-    for (int64_t u = next.fetch_add(1); u < R * groups; u = next.fetch_add(1)) {
-      const int64_t i = u / groups, h0 = (u % groups) * hg, nh = std::min(hg, H_ - h0);
-      if (nh <= 0) continue;
-      const int64_t P = ctx.batch->pos[i] + 1;
-      const cpu::LatentCache cache{DType::F32, ctx.cache->at(ctx.layer, ctx.batch->slot[i], 0), W};
-      cpu::latent_scores_heads(ql + (h0 * R + i) * W, R * W, nh, cache, P, W, sc, max_ctx);
-      for (int64_t h = 0; h < nh; ++h) {
-        float* sh = sc + h * max_ctx;
-        for (int64_t tp = 0; tp < P; ++tp) sh[tp] *= scale_;
-        ops::softmax(sh, P);
+  if (R < pool.size() && pool.size() > 1) {
+    for (int64_t i = 0; i < R; ++i) attend_row_split(ql, i, c_all, ctx);
+  } else {
+    const int64_t groups = R >= 2 * pool.size() ? 1 : std::min<int64_t>(H_, 2 * pool.size());
+    const int64_t hg = (H_ + groups - 1) / groups;  // heads per unit
+    float* tbuf = s.get(kThread, size_t(hg * max_ctx) * size_t(pool.size()));  // [threads, hg, max_ctx]
+    std::atomic<int64_t> next{0};
+    auto units = [&](int t) {
+      float* sc = tbuf + hg * max_ctx * t;  // [hg, max_ctx]
+      for (int64_t u = next.fetch_add(1); u < R * groups; u = next.fetch_add(1)) {
+        const int64_t i = u / groups, h0 = (u % groups) * hg, nh = std::min(hg, H_ - h0);
+        if (nh <= 0) continue;
+        const int64_t P = ctx.batch->pos[i] + 1;
+        const cpu::LatentCache cache{DType::F32, ctx.cache->at(ctx.layer, ctx.batch->slot[i], 0), W};
+        cpu::latent_scores_heads(ql + (h0 * R + i) * W, R * W, nh, cache, P, W, sc, max_ctx);
+        for (int64_t h = 0; h < nh; ++h) {
+          float* sh = sc + h * max_ctx;
+          for (int64_t tp = 0; tp < P; ++tp) sh[tp] *= scale_;
+          ops::softmax(sh, P);
+        }
+        cpu::latent_weighted_sum_heads(sc, max_ctx, nh, cache, P, r_, c_all + (h0 * R + i) * r_, R * r_);
       }
-      cpu::latent_weighted_sum_heads(sc, max_ctx, nh, cache, P, r_, c_all + (h0 * R + i) * r_, R * r_);
-    }
-  };
-  if (R * groups > 1) pool.run_all(units);
-  else units(0);
+    };
+    if (R * groups > 1) pool.run_all(units);
+    else units(0);
+  }
   // o_h = W_UV_h · c_h, per head, then [H, R, v] → [R, H*v].
   float* oh = s.get(kOh, size_t(H_ * R * v_));  // [H, R, v]
   tasks_.clear();
@@ -180,6 +186,37 @@ void MlaAttention::attend_absorbed(const float* q, float* o, const LayerCtx& ctx
   cpu::matmul_many(tasks_.data(), tasks_.size(), pool);
   for (int64_t i = 0; i < R; ++i)
     for (int64_t h = 0; h < H_; ++h) std::memcpy(o + (i * H_ + h) * v_, oh + (h * R + i) * v_, size_t(v_) * 4);
+}
+
+// One row (a decode step) across the pool: the threads score disjoint ranges of cache rows
+// for every head, then softmax disjoint heads, then sum disjoint ranges of latent columns.
+// Each thread reads its part of the cache once per pass; with units of heads every unit read
+// the whole cache twice. Same bits as the units: each (head, row) score, each head's softmax
+// and each column's sum is computed the same way wherever it runs (vec.h).
+void MlaAttention::attend_row_split(const float* ql, int64_t i, float* c_all, const LayerCtx& ctx) {
+  const int64_t R = ctx.batch->rows, W = r_ + rope_dim_, max_ctx = ctx.cache->max_ctx();
+  ThreadPool& pool = *ctx.pool;
+  const int64_t P = ctx.batch->pos[i] + 1;
+  const float* base = ctx.cache->at(ctx.layer, ctx.batch->slot[i], 0);  // [P, W] rows of [c | k_pe]
+  float* sc = ctx.scratch->get(kScores, size_t(H_ * max_ctx));           // [H, max_ctx]
+  const float* q = ql + i * W;                                           // head h at q + h·R·W
+  pool.parallel_for(P, 64, [&](int64_t t0, int64_t t1, int) {
+    const cpu::LatentCache rows{DType::F32, base + t0 * W, W};
+    cpu::latent_scores_heads(q, R * W, H_, rows, t1 - t0, W, sc + t0, max_ctx);
+  });
+  pool.parallel_for(H_, 1, [&](int64_t h0, int64_t h1, int) {
+    for (int64_t h = h0; h < h1; ++h) {
+      float* sh = sc + h * max_ctx;
+      for (int64_t tp = 0; tp < P; ++tp) sh[tp] *= scale_;
+      ops::softmax(sh, P);
+    }
+  });
+  // Column ranges start at multiples of 64, where every kernel's column blocking restarts.
+  pool.parallel_for((r_ + 63) / 64, 1, [&](int64_t b0, int64_t b1, int) {
+    const int64_t c0 = b0 * 64, c1 = std::min(r_, b1 * 64);
+    const cpu::LatentCache cols{DType::F32, base + c0, W};
+    cpu::latent_weighted_sum_heads(sc, max_ctx, H_, cols, P, c1 - c0, c_all + i * r_ + c0, R * r_);
+  });
 }
 
 void MlaAttention::attend_naive(const float* q, float* o, const LayerCtx& ctx) {

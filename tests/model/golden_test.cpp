@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 
 #include "fixtures.h"
@@ -128,6 +129,33 @@ TEST_P(Golden, BatchedSequencesAreIndependent) {
   model_->forward({SeqChunk{0, h, ids.data() + h, 1, false}}, alone, la.data());
   model_->forward({SeqChunk{0, h, ids.data() + h, 1, false}}, both, lb.data());
   EXPECT_EQ(0, std::memcmp(la.data(), lb.data(), size_t(V) * 4));
+}
+
+TEST_P(Golden, DecodeIsThreadInvariant) {
+  // A decode step splits its one row across the pool (attention: cache rows, heads, latent
+  // columns; matmul: chunks taken at run time) in ways that depend on the thread count; the
+  // logits must not. One thread takes the per-head path.
+  const auto ids = test::ids(golden_->get("input_ids.0"));
+  const int64_t T = int64_t(ids.size()), V = model_->config().vocab_size;
+  auto decode = [&](Model& m) {
+    KvCache cache = m.make_cache(1, T);
+    std::vector<float> all, step(static_cast<size_t>(V));
+    m.forward({SeqChunk{0, 0, ids.data(), T / 2, false}}, cache, step.data());
+    for (int64_t t = T / 2; t < T; ++t) {
+      m.forward({SeqChunk{0, t, ids.data() + t, 1, false}}, cache, step.data());
+      all.insert(all.end(), step.begin(), step.end());
+    }
+    return all;
+  };
+  const auto two = decode(*model_);
+  for (int threads : {1, 3}) {
+    LoadOpts lo;
+    lo.threads = threads;
+    const auto other = load_model(dir_, lo);
+    const auto got = decode(*other);
+    ASSERT_EQ(got.size(), two.size());
+    EXPECT_EQ(0, std::memcmp(got.data(), two.data(), got.size() * 4)) << "threads=" << threads;
+  }
 }
 
 std::string fixture_name(const ::testing::TestParamInfo<std::string>& info) {
