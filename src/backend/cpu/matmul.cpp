@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <tuple>
 #include <vector>
 
 #include "backend/cpu/kernels.h"
@@ -179,8 +180,8 @@ void check(const WeightView& w) {
 // a static split one thread idles whenever the other's share streams slower, which it often
 // does. The section is cut into chunks of ~32 KiB of weights, in task order; thread t owns a
 // contiguous share of them and takes its chunks front to back (its reads stay one forward
-// stream), then takes chunks from the back of the share with the most left. Which thread
-// computes a column never changes its value.
+// stream), then takes single chunks from the back of the share with the most left. Which
+// thread computes a column never changes its value.
 constexpr int64_t kStreamMaxRows = 4;
 constexpr int64_t kChunkBytes = 32 << 10;
 
@@ -193,14 +194,17 @@ struct StreamPlan {
   std::vector<int64_t> rows;      // [jobs] rows per chunk
   std::vector<Share> shares;      // [threads]
 
-  // The next chunk of share t (owner), or -1.
-  int64_t take_front(int t) {
+  // The next chunks [c0, c1) of share t (owner), or c0 = -1. Guided: a quarter of what is
+  // left at a time, so the per-call work is amortized early and the ends stay fine-grained.
+  std::pair<int64_t, int64_t> take_front(int t) {
     std::atomic<uint64_t>& r = shares[size_t(t)].range;
     uint64_t v = r.load(std::memory_order_relaxed);
     for (;;) {
       const uint64_t lo = v >> 32, hi = v & 0xffffffffu;
-      if (lo >= hi) return -1;
-      if (r.compare_exchange_weak(v, ((lo + 1) << 32) | hi, std::memory_order_relaxed)) return int64_t(lo);
+      if (lo >= hi) return {-1, -1};
+      const uint64_t k = std::max<uint64_t>(1, (hi - lo) / 4);
+      if (r.compare_exchange_weak(v, ((lo + k) << 32) | hi, std::memory_order_relaxed))
+        return {int64_t(lo), int64_t(lo + k)};
     }
   }
   // The last chunk of the share with the most left, or -1 when all are done.
@@ -290,18 +294,23 @@ ColsFn cols_fn(const Section& s, const detail::Job& job) {
   return is_quant(job.w->dtype) ? detail::run_cols_quant_avx2 : detail::run_cols_float_avx2;
 }
 
-void run_chunk(const Section& s, int64_t c) {
+// Chunks [c0, c1): one kernel call per job they cover.
+void run_chunks(const Section& s, int64_t c0, int64_t c1) {
   const StreamPlan& p = *s.stream;
-  const size_t j = size_t(std::upper_bound(p.first.begin(), p.first.end(), c) - p.first.begin()) - 1;
-  const detail::Job& job = s.jobs[j];
-  const int64_t r0 = (c - p.first[j]) * p.rows[j];
-  cols_fn(s, job)(job, r0, std::min(job.w->rows, r0 + p.rows[j]));
+  size_t j = size_t(std::upper_bound(p.first.begin(), p.first.end(), c0) - p.first.begin()) - 1;
+  for (; c0 < c1; ++j) {
+    const int64_t e = std::min(c1, p.first[j + 1]);
+    const detail::Job& job = s.jobs[j];
+    const int64_t r0 = (c0 - p.first[j]) * p.rows[j], r1 = std::min(job.w->rows, (e - p.first[j]) * p.rows[j]);
+    cols_fn(s, job)(job, r0, r1);
+    c0 = e;
+  }
 }
 
 void stream_part(const Section& s, int t) {
   StreamPlan& p = *const_cast<StreamPlan*>(s.stream);
-  for (int64_t c; (c = p.take_front(t)) >= 0;) run_chunk(s, c);
-  for (int64_t c; (c = p.take_back()) >= 0;) run_chunk(s, c);
+  for (auto [c0, c1] = p.take_front(t); c0 >= 0; std::tie(c0, c1) = p.take_front(t)) run_chunks(s, c0, c1);
+  for (int64_t c; (c = p.take_back()) >= 0;) run_chunks(s, c, c + 1);
 }
 
 // Thread t computes part t of every job's columns (static: each thread's thread-local
