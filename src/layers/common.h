@@ -5,6 +5,7 @@
 
 #include "backend/cpu/matmul.h"
 #include "core/thread_pool.h"
+#include "layers/ops.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
 
@@ -46,6 +47,14 @@ inline void add_bias(float* y, int64_t m, int64_t n, const std::vector<float>* b
   if (bias)
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) y[i * n + j] += (*bias)[size_t(j)];
+}
+
+// g[i] = silu(g[i]) · u[i] over n values, split across the pool when worth a section (the
+// exp per element makes it the longest serial loop of a decode step's MLP).
+inline void swiglu(float* g, const float* u, int64_t n, ThreadPool& pool) {
+  pool.parallel_for(n, 4096, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) g[i] = ops::silu(g[i]) * u[i];
+  });
 }
 
 inline void linear(const cpu::WeightView& w, const float* x, int64_t m, float* y, ThreadPool& pool,

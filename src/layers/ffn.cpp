@@ -23,7 +23,7 @@ void mlp_forward(const MlpWeights& w, const float* x, int64_t rows, float* out, 
   cpu::matmul_many(tasks, 2, *ctx.pool);
   add_bias(g, rows, I, w.gate_bias);
   add_bias(u, rows, I, w.up_bias);
-  for (int64_t i = 0; i < rows * I; ++i) g[i] = ops::silu(g[i]) * u[i];
+  swiglu(g, u, rows * I, *ctx.pool);
   linear(*w.down, g, rows, out, *ctx.pool, w.down_bias);
 }
 
@@ -154,8 +154,8 @@ void Moe::forward(const float* h, float* out, int64_t rows, const LayerCtx& ctx)
     tasks_.push_back({w_.shared.up, h, rows, su});
   }
   cpu::matmul_many(tasks_.data(), tasks_.size(), *ctx.pool);
-  for (int64_t i = 0; i < NR * I; ++i) g[i] = ops::silu(g[i]) * u[i];
-  for (int64_t i = 0; i < rows * SI; ++i) sg[i] = ops::silu(sg[i]) * su[i];
+  swiglu(g, u, NR * I, *ctx.pool);
+  if (shared) swiglu(sg, su, rows * SI, *ctx.pool);
   tasks_.clear();
   off = 0;
   for (int64_t e = 0; e < E; ++e) {
