@@ -5,7 +5,7 @@
 
 #include "backend/cpu/matmul.h"
 #include "core/thread_pool.h"
-#include "layers/ops.h"
+#include "backend/cpu/vmath.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
 
@@ -53,7 +53,7 @@ inline void add_bias(float* y, int64_t m, int64_t n, const std::vector<float>* b
 // exp per element makes it the longest serial loop of a decode step's MLP).
 inline void swiglu(float* g, const float* u, int64_t n, ThreadPool& pool) {
   pool.parallel_for(n, 4096, [&](int64_t b, int64_t e, int) {
-    for (int64_t i = b; i < e; ++i) g[i] = ops::silu(g[i]) * u[i];
+    cpu::swiglu(g + b, u + b, e - b);
   });
 }
 

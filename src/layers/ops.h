@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "backend/cpu/vec.h"
+#include "backend/cpu/vmath.h"
 
 namespace fathom::ops {
 
@@ -20,20 +21,8 @@ inline void rmsnorm(const float* x, const float* w, float* out, int64_t rows, in
   }
 }
 
-inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
-
-// In-place softmax over n values.
-inline void softmax(float* x, int64_t n) {
-  float m = -INFINITY;
-  for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
-  float s = 0.f;
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - m);
-    s += x[i];
-  }
-  const float inv = 1.0f / s;
-  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
-}
+// In-place softmax over n values (backend/cpu/vmath.h: one exp on every path).
+inline void softmax(float* x, int64_t n) { cpu::softmax(x, n); }
 
 // SIMD where the CPU has it (backend/cpu/vec.h).
 using cpu::axpy;
