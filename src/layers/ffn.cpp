@@ -142,11 +142,14 @@ void Moe::forward(const float* h, float* out, int64_t rows, const LayerCtx& ctx)
     const auto& sel = by_expert_[size_t(e)];
     if (sel.empty()) continue;
     const int64_t n = int64_t(sel.size());
-    for (int64_t j = 0; j < n; ++j)
-      std::memcpy(xg + (off + j) * D, h + (sel[size_t(j)] / K) * D, size_t(D) * sizeof(float));
+    // One token (decode): every expert reads h itself, so its quantization is shared.
+    const float* x = rows == 1 ? h : xg + off * D;
+    if (rows > 1)
+      for (int64_t j = 0; j < n; ++j)
+        std::memcpy(xg + (off + j) * D, h + (sel[size_t(j)] / K) * D, size_t(D) * sizeof(float));
     const MlpWeights& ew = w_.experts[size_t(e)];
-    tasks_.push_back({ew.gate, xg + off * D, n, g + off * I});
-    tasks_.push_back({ew.up, xg + off * D, n, u + off * I});
+    tasks_.push_back({ew.gate, x, n, g + off * I});
+    tasks_.push_back({ew.up, x, n, u + off * I});
     off += n;
   }
   if (shared) {

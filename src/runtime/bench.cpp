@@ -8,6 +8,7 @@
 #include "backend/cpu/bandwidth.h"
 #include "core/error.h"
 #include "runtime/kl.h"
+#include "runtime/sampler.h"
 
 namespace fathom {
 
@@ -25,8 +26,6 @@ double median(std::vector<double> v) {
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
-
-int32_t argmax(const float* l, int64_t V) { return int32_t(std::max_element(l, l + V) - l); }
 
 // Greedy decode of n tokens at positions pos0.. of slot 0 (what is cached below pos0 is the
 // context); per-step seconds appended to steps. Returns the total seconds.

@@ -7,10 +7,21 @@
 namespace fathom {
 
 int32_t argmax(const float* x, int64_t n) {
-  int64_t best = 0;
-  for (int64_t i = 1; i < n; ++i)
-    if (x[i] > x[best]) best = i;
-  return int32_t(best);
+  // The largest value first, in 8 independent chains (a single compare-and-branch chain over
+  // a 100k+ vocabulary took ~1% of a decode step), then its first index. A NaN never wins,
+  // as in a plain scan, unless it is x[0].
+  if (n <= 0) return 0;
+  float m8[8];
+  std::fill(m8, m8 + 8, x[0]);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) m8[j] = x[i + j] > m8[j] ? x[i + j] : m8[j];
+  float m = x[0];
+  for (float v : m8) m = v > m ? v : m;
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+  for (int64_t k = 0; k < n; ++k)
+    if (x[k] == m) return int32_t(k);
+  return 0;
 }
 
 Sampler::Sampler(const SamplingParams& p, int64_t vocab) : p_(p), vocab_(vocab), rng_(p.seed) {

@@ -223,5 +223,42 @@ TEST(Packed, StreamingSectionsMatchOneThread) {
   }
 }
 
+
+// Consecutive tasks on one input share its quantization where the activation layout is the
+// same (matmul.cpp); a different dtype (offset) or layout must not reuse it.
+TEST(Packed, SharedInputsMatchSeparateCalls) {
+  const int64_t K = 256;
+  struct Case { DType t; int64_t N; bool packed; int x; };
+  const Case cases[] = {{DType::Q8_0, 300, true, 0}, {DType::Q8_0, 70, true, 0},  {DType::Q4_0, 129, true, 0},
+                        {DType::Q8_0, 33, false, 0}, {DType::Q8_0, 48, false, 0}, {DType::Q4_0, 64, false, 0},
+                        {DType::Q8_0, 80, true, 1},  {DType::Q8_0, 16, true, 0}};
+  for (int64_t m : {1, 3, 9}) {
+    const std::vector<std::vector<float>> xs = {random_floats(size_t(m * K), 80), random_floats(size_t(m * K), 81)};
+    std::vector<TestWeight> ws;
+    std::vector<Packed> ps;
+    std::vector<WeightView> views;
+    for (size_t j = 0; j < std::size(cases); ++j)
+      ws.push_back(encode(cases[j].t, random_floats(size_t(cases[j].N * K), uint32_t(90 + j)), cases[j].N, K));
+    for (size_t j = 0; j < std::size(cases); ++j) {
+      if (cases[j].packed && packing_pays(cases[j].t)) ps.push_back(pack(ws[j]));
+      else ps.push_back(Packed{nullptr, ws[j].view()});
+      views.push_back(ps.back().view);
+    }
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      std::vector<std::vector<float>> ys;
+      std::vector<MatmulTask> tasks;
+      for (const Case& c : cases) ys.emplace_back(size_t(m * c.N), NAN);
+      for (size_t j = 0; j < std::size(cases); ++j)
+        tasks.push_back({&views[j], xs[size_t(cases[j].x)].data(), m, ys[j].data()});
+      matmul_many(tasks.data(), tasks.size(), pool);
+      for (size_t j = 0; j < std::size(cases); ++j) {
+        const auto ref = run(views[j], xs[size_t(cases[j].x)], m, Isa::Auto, 1);
+        ASSERT_EQ(0, std::memcmp(ref.data(), ys[j].data(), ref.size() * 4)) << j << " m=" << m << " threads=" << threads;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace fathom::cpu

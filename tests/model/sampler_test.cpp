@@ -2,6 +2,9 @@
 // frequency per occurrence of generated tokens), top-k/top-p cuts, seeded reproducibility.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <random>
+
 #include "runtime/sampler.h"
 
 namespace fathom {
@@ -13,6 +16,29 @@ TEST(Sampler, GreedyPicksTheLargestLogitLowestIndexOnTies) {
   Sampler s(p, 4);
   std::vector<float> l = {0.5f, 2.f, 2.f, -1.f};
   EXPECT_EQ(s.sample(l.data()), 1);
+}
+
+TEST(Sampler, ArgmaxMatchesAPlainScan) {
+  // The first index of the largest value, against a one-at-a-time scan, on lengths around
+  // the 8-wide chains, with ties, NaNs and infinities placed anywhere.
+  auto scan = [](const std::vector<float>& v) {
+    size_t best = 0;
+    for (size_t i = 1; i < v.size(); ++i)
+      if (v[i] > v[best]) best = i;
+    return int32_t(best);
+  };
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> small(-3, 3);
+  for (size_t n : {1, 2, 7, 8, 9, 15, 16, 17, 63, 129, 102400}) {
+    for (int trial = 0; trial < 20; ++trial) {
+      std::vector<float> v(n);
+      for (auto& x : v) x = float(small(rng));  // many ties
+      if (trial % 4 == 1) v[rng() % n] = NAN;
+      if (trial % 4 == 2) v[0] = NAN;
+      if (trial % 4 == 3) v[rng() % n] = INFINITY;
+      ASSERT_EQ(argmax(v.data(), int64_t(n)), scan(v)) << "n=" << n << " trial=" << trial;
+    }
+  }
 }
 
 TEST(Sampler, FrequencyPenaltyCountsOccurrences) {

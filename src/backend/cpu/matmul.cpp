@@ -234,6 +234,7 @@ struct Scratch {
   std::vector<detail::QActPair> pairs;   // AVX2 layout, [Σ m·ceil(K/64)]
   std::vector<int32_t> ncorr;            // Packed16 -offset·Σq, [Σ m·K/32]
   std::vector<detail::Job> jobs;         // one per task
+  std::vector<uint8_t> shares_acts;      // [jobs] 1: uses the previous job's quantized x
   StreamPlan plan;                       // streaming sections
 };
 
@@ -249,7 +250,8 @@ struct Section {
   bool vnni;  // Packed16 weights run the AVX-512 VNNI kernel
   QuantRowFn quant_row;
   int parts;
-  int64_t quant_rows;  // Σ m over quantized tasks
+  int64_t quant_rows;  // Σ m over the quantized tasks that own their activations
+  const uint8_t* shares_acts;  // [n_jobs]
   // Streaming sections only (see StreamPlan): null otherwise.
   const StreamPlan* stream = nullptr;
 };
@@ -266,7 +268,7 @@ void quantize_part(const Section& s, int t) {
   int64_t base = 0;  // first global row of the current job
   for (size_t j = 0; j < s.n_jobs && base < e; ++j) {
     const detail::Job& job = s.jobs[j];
-    if (!job.qa.q) continue;
+    if (!job.qa.q || s.shares_acts[j]) continue;
     const int64_t K = job.w->cols, nb = K / kQBlock, np = (nb + 1) / 2;
     for (int64_t i = std::max<int64_t>(b - base, 0); i < std::min<int64_t>(e - base, job.m); ++i) {
       int8_t* q = const_cast<int8_t*>(job.qa.q) + i * K;
@@ -357,21 +359,36 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
   if (scratch.d.size() < nd) scratch.d.resize(nd);
   if (scratch.pairs.size() < np) scratch.pairs.resize(np);
   if (scratch.ncorr.size() < nc) scratch.ncorr.resize(nc);
-  if (scratch.jobs.size() < n) scratch.jobs.resize(n);
+  if (scratch.jobs.size() < n) scratch.jobs.resize(n), scratch.shares_acts.resize(n);
   size_t n_jobs = 0;
   nq = nd = np = nc = 0;
+  quant_rows = 0;
+  // Consecutive tasks on the same input in the same activation layout (an MLP's gate and up,
+  // a decode step's experts) quantize it once.
+  auto same_acts = [](const detail::Job& a, const detail::Job& b) {
+    const bool pa = a.w->layout == Layout::Packed16, pb = b.w->layout == Layout::Packed16;
+    return a.qa.q && a.x == b.x && a.m == b.m && a.w->cols == b.w->cols && pa == pb &&
+           (!pa || a.w->dtype == b.w->dtype);
+  };
   for (size_t j = 0; j < n; ++j) {
     const MatmulTask& t = tasks[j];
     if (t.m <= 0 || t.w->rows <= 0) continue;
     detail::Job job{t.w, t.x, {}, t.m, t.y};
+    scratch.shares_acts[n_jobs] = 0;
     if (is_quant(t.w->dtype)) {
       const int64_t K = t.w->cols, nb = K / kQBlock;
       const bool packed = t.w->layout == Layout::Packed16;
-      job.qa = {scratch.q.data() + nq, scratch.d.data() + nd,
-                simd && !packed ? scratch.pairs.data() + np : nullptr, packed ? scratch.ncorr.data() + nc : nullptr};
-      nq += size_t(t.m * K), nd += size_t(t.m * nb);
-      np += simd && !packed ? size_t(t.m * ((nb + 1) / 2)) : 0;
-      nc += packed ? size_t(t.m * nb) : 0;
+      if (n_jobs > 0 && same_acts(scratch.jobs[n_jobs - 1], job)) {
+        job.qa = scratch.jobs[n_jobs - 1].qa;
+        scratch.shares_acts[n_jobs] = 1;
+      } else {
+        job.qa = {scratch.q.data() + nq, scratch.d.data() + nd,
+                  simd && !packed ? scratch.pairs.data() + np : nullptr, packed ? scratch.ncorr.data() + nc : nullptr};
+        nq += size_t(t.m * K), nd += size_t(t.m * nb);
+        np += simd && !packed ? size_t(t.m * ((nb + 1) / 2)) : 0;
+        nc += packed ? size_t(t.m * nb) : 0;
+        quant_rows += t.m;
+      }
     }
     scratch.jobs[n_jobs++] = job;
   }
@@ -380,7 +397,8 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
   // Small products are not worth waking the pool (results do not depend on it anyway).
   const int threads = work < (int64_t(1) << 16) ? 1 : pool.size();
   Section sec{scratch.jobs.data(), n_jobs, simd, vnni,
-              simd ? detail::quantize_act_row_avx2 : detail::quantize_act_row_scalar, threads, quant_rows};
+              simd ? detail::quantize_act_row_avx2 : detail::quantize_act_row_scalar, threads, quant_rows,
+              scratch.shares_acts.data()};
   const Section* sp = &sec;
   if (quant_rows > 0) {
     if (quant_rows >= 8 && threads > 1) pool.run_all([sp](int t) { quantize_part(*sp, t); });
