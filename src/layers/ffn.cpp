@@ -109,7 +109,7 @@ size_t Moe::active_bytes() const {
          size_t(rc_.top_k) * w_.experts[0].bytes();
 }
 
-enum : size_t { kLogits, kW, kRouteTmp, kGather, kGate, kUp, kExpOut, kShared, kSharedGate, kSharedUp };
+enum : size_t { kLogits, kW, kRouteTmp, kGather, kGate, kUp, kExpOut, kShared };
 
 void Moe::forward(const float* h, float* out, int64_t rows, const LayerCtx& ctx) {
   const int64_t E = rc_.n_experts, K = rc_.top_k, D = w_.router->cols, I = w_.experts[0].gate->rows;
@@ -128,14 +128,15 @@ void Moe::forward(const float* h, float* out, int64_t rows, const LayerCtx& ctx)
   // them (with the shared experts) go to the pool as one batch of products.
   const int64_t NR = rows * K;
   float* xg = s.get(kGather, size_t(NR * D));  // [NR, D] rows grouped by expert
-  float* g = s.get(kGate, size_t(NR * I));     // [NR, I]
-  float* u = s.get(kUp, size_t(NR * I));       // [NR, I]
   float* y = s.get(kExpOut, size_t(NR * D));   // [NR, D]
   const bool shared = w_.shared.gate != nullptr;
   const int64_t SI = shared ? w_.shared.gate->rows : 0;
-  float* sg = shared ? s.get(kSharedGate, size_t(rows * SI)) : nullptr;  // [rows, SI]
-  float* su = shared ? s.get(kSharedUp, size_t(rows * SI)) : nullptr;    // [rows, SI]
-  float* sy = shared ? s.get(kShared, size_t(rows * D)) : nullptr;       // [rows, D]
+  // Routed then shared gate (and up) products in one buffer: one SwiGLU pass over both.
+  float* g = s.get(kGate, size_t(NR * I + rows * SI));  // [NR, I] then [rows, SI]
+  float* u = s.get(kUp, size_t(NR * I + rows * SI));    // [NR, I] then [rows, SI]
+  float* sg = shared ? g + NR * I : nullptr;            // [rows, SI]
+  float* su = shared ? u + NR * I : nullptr;            // [rows, SI]
+  float* sy = shared ? s.get(kShared, size_t(rows * D)) : nullptr;  // [rows, D]
   tasks_.clear();
   int64_t off = 0;
   for (int64_t e = 0; e < E; ++e) {
@@ -157,8 +158,7 @@ void Moe::forward(const float* h, float* out, int64_t rows, const LayerCtx& ctx)
     tasks_.push_back({w_.shared.up, h, rows, su});
   }
   cpu::matmul_many(tasks_.data(), tasks_.size(), *ctx.pool);
-  swiglu(g, u, NR * I, *ctx.pool);
-  if (shared) swiglu(sg, su, rows * SI, *ctx.pool);
+  swiglu(g, u, NR * I + rows * SI, *ctx.pool);
   tasks_.clear();
   off = 0;
   for (int64_t e = 0; e < E; ++e) {
