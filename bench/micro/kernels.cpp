@@ -185,8 +185,9 @@ BENCHMARK_CAPTURE(BM_Gemm, q4_0, Fmt{DType::Q4_0})->Apply(gemm_shapes);
 BENCHMARK_CAPTURE(BM_Gemm, bf16, Fmt{DType::BF16})->Apply(gemm_shapes);
 BENCHMARK_CAPTURE(BM_Gemm, f8_e4m3, Fmt{DType::F8_E4M3})->Apply(gemm_shapes);
 BENCHMARK_CAPTURE(BM_Gemm, f32, Fmt{DType::F32})->Apply(gemm_shapes);
-BENCHMARK_CAPTURE(BM_GemvRoofline, q8_0_packed, Fmt{DType::Q8_0, true})->Args({1408, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_GemvRoofline, q4_0_packed, Fmt{DType::Q4_0, true})->Args({1408, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);
+// Expert-sized matrices, and one output-head-sized stream of about the same total bytes.
+BENCHMARK_CAPTURE(BM_GemvRoofline, q8_0_packed, Fmt{DType::Q8_0, true})->Args({1408, 2048})->Args({129280, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_GemvRoofline, q4_0_packed, Fmt{DType::Q4_0, true})->Args({1408, 2048})->Args({129280, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_GemvHot, q8_0, Fmt{DType::Q8_0})->Args({1408, 2048})->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_GemvHot, q4_0, Fmt{DType::Q4_0})->Args({1408, 2048})->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_GemvHot, q8_0_packed, Fmt{DType::Q8_0, true})->Args({1408, 2048})->UseRealTime()->Unit(benchmark::kMicrosecond);
