@@ -155,6 +155,34 @@ void BM_GemvRoofline(benchmark::State& st, Fmt t) {
   st.counters["frac"] = best_gemv / best_bw;
 }
 
+// A decode step's MoE products as fathom issues them: range(2) matrices per matmul_many
+// call on one activation row (a section; chunks stolen across threads), against the probe.
+void BM_DecodeSectionRoofline(benchmark::State& st, Fmt t) {
+  const int64_t N = st.range(0), K = st.range(1), per = st.range(2);
+  const Weights w = make_weights(t, N, K, size_t(256) << 20);
+  const size_t total = w.views[0].bytes() * w.views.size();
+  std::vector<float> x(size_t(K), 0.5f), y(size_t(N * per));
+  std::vector<MatmulTask> tasks;
+  double best_gemv = 0, best_bw = 0;
+  for (auto _ : st) {
+    best_bw = std::max(best_bw, measure_read_bandwidth(pool(), total, 0).best_pass_gbs);
+    for (int rep = 0; rep < 3; ++rep) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (size_t v0 = 0; v0 < w.views.size(); v0 += size_t(per)) {
+        tasks.clear();
+        for (size_t v = v0; v < std::min(w.views.size(), v0 + size_t(per)); ++v)
+          tasks.push_back({&w.views[v], x.data(), 1, y.data() + (v - v0) * size_t(N)});
+        matmul_many(tasks.data(), tasks.size(), pool(), {isa()});
+      }
+      const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      best_gemv = std::max(best_gemv, double(total) / sec / 1e9);
+    }
+  }
+  st.counters["gemv_GB/s"] = best_gemv;
+  st.counters["read_GB/s"] = best_bw;
+  st.counters["frac"] = best_gemv / best_bw;
+}
+
 void BM_ReadBandwidth(benchmark::State& st) {
   double gbs = 0;
   for (auto _ : st) gbs = measure_read_bandwidth(pool(), size_t(st.range(0)) << 20).sustained_gbs;
@@ -188,6 +216,8 @@ BENCHMARK_CAPTURE(BM_Gemm, f32, Fmt{DType::F32})->Apply(gemm_shapes);
 // Expert-sized matrices, and one output-head-sized stream of about the same total bytes.
 BENCHMARK_CAPTURE(BM_GemvRoofline, q8_0_packed, Fmt{DType::Q8_0, true})->Args({1408, 2048})->Args({129280, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_GemvRoofline, q4_0_packed, Fmt{DType::Q4_0, true})->Args({1408, 2048})->Args({129280, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_DecodeSectionRoofline, q8_0_packed, Fmt{DType::Q8_0, true})->Args({1408, 2048, 14})->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_DecodeSectionRoofline, q4_0_packed, Fmt{DType::Q4_0, true})->Args({1408, 2048, 14})->Iterations(5)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_GemvHot, q8_0, Fmt{DType::Q8_0})->Args({1408, 2048})->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_GemvHot, q4_0, Fmt{DType::Q4_0})->Args({1408, 2048})->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_GemvHot, q8_0_packed, Fmt{DType::Q8_0, true})->Args({1408, 2048})->UseRealTime()->Unit(benchmark::kMicrosecond);
