@@ -102,28 +102,35 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
     decode_run(model, cache, prompt[0], w, std::min<int64_t>(4, o.decode_tokens), fo, logits, nullptr);
   }
 
-  // The roofline is the sustained read bandwidth (bandwidth.h), the better of a probe before
-  // and one after the timed runs, so a passing dip cannot flatter the decode figure.
-  // The probe's buffer is not the model's: the peak so far is kept and the kernel's
-  // high-water mark reset after it (clear_refs "5").
-  const size_t rss_before = peak_rss_bytes();
-  cpu::ReadBandwidth bw_before;
-  if (o.measure_bandwidth) {
-    bw_before = cpu::measure_read_bandwidth(model.pool(), o.bandwidth_bytes, o.bandwidth_seconds);
-    std::ofstream("/proc/self/clear_refs") << "5";
-  }
-
+  // The roofline is the sustained read bandwidth (bandwidth.h) around each timed decode: a
+  // probe right before and one right after it, the better of the two (so a passing dip cannot
+  // flatter the figure), and the median over the runs. A shared machine's bandwidth changes
+  // from one second to the next; a probe far from the decode it judges measures another state.
+  // The probe's buffer is not the model's: the peak so far is kept before each probe and the
+  // kernel's high-water mark reset after it (clear_refs "5").
+  size_t peak_rss = peak_rss_bytes();
   BenchResult r;
+  auto probe = [&] {
+    peak_rss = std::max(peak_rss, peak_rss_bytes());
+    const cpu::ReadBandwidth bw = cpu::measure_read_bandwidth(model.pool(), o.bandwidth_bytes, o.bandwidth_seconds);
+    std::ofstream("/proc/self/clear_refs") << "5";
+    r.bandwidth_best_pass_gbs = std::max(r.bandwidth_best_pass_gbs, bw.best_pass_gbs);
+    return bw.sustained_gbs;
+  };
+
   r.threads = model.pool().size();
   r.prompt_tokens = o.prompt_tokens;
   r.decode_tokens = o.decode_tokens;
-  std::vector<double> prefill, decode, steps;
+  std::vector<double> prefill, decode, steps, roofline_gbs;
   for (int rep = 0; rep < o.reps; ++rep) {
     const auto t0 = Clock::now();
     model.forward({SeqChunk{0, 0, prompt.data(), o.prompt_tokens, false}}, cache, logits.data(), fo);
     prefill.push_back(seconds_since(t0));
+    const double before = o.measure_bandwidth ? probe() : 0;
     decode.push_back(decode_run(model, cache, prompt[0], pos0, o.decode_tokens, fo, logits, &steps));
+    if (o.measure_bandwidth) roofline_gbs.push_back(std::max(before, probe()));
   }
+  peak_rss = std::max(peak_rss, peak_rss_bytes());
   if (o.breakdown) r.breakdown = decode_breakdown(model, cache, prompt[0], pos0, o.decode_tokens, o.attn, logits);
   r.prefill_s = median(prefill);
   r.decode_s = median(decode);
@@ -133,11 +140,9 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
   r.weight_bytes = model.weight_bytes();
   r.bytes_per_token = model.active_bytes_per_token();
   r.effective_gbs = double(r.bytes_per_token) * r.decode_tok_s / 1e9;
-  r.peak_rss_bytes = std::max(rss_before, peak_rss_bytes());  // before the second probe
+  r.peak_rss_bytes = peak_rss;
   if (o.measure_bandwidth) {
-    const cpu::ReadBandwidth bw_after = cpu::measure_read_bandwidth(model.pool(), o.bandwidth_bytes, o.bandwidth_seconds);
-    r.bandwidth_gbs = std::max(bw_before.sustained_gbs, bw_after.sustained_gbs);
-    r.bandwidth_best_pass_gbs = std::max(bw_before.best_pass_gbs, bw_after.best_pass_gbs);
+    r.bandwidth_gbs = median(roofline_gbs);
     r.roofline_tok_s = r.bandwidth_gbs * 1e9 / double(r.bytes_per_token);
     r.roofline_frac = r.decode_tok_s / r.roofline_tok_s;
   }
