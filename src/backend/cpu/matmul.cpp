@@ -363,6 +363,7 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
   size_t n_jobs = 0;
   nq = nd = np = nc = 0;
   quant_rows = 0;
+  int64_t quant_elems = 0;
   // Consecutive tasks on the same input in the same activation layout (an MLP's gate and up,
   // a decode step's experts) quantize it once.
   auto same_acts = [](const detail::Job& a, const detail::Job& b) {
@@ -388,6 +389,7 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
         np += simd && !packed ? size_t(t.m * ((nb + 1) / 2)) : 0;
         nc += packed ? size_t(t.m * nb) : 0;
         quant_rows += t.m;
+        quant_elems += t.m * K;
       }
     }
     scratch.jobs[n_jobs++] = job;
@@ -401,7 +403,9 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
               scratch.shares_acts.data()};
   const Section* sp = &sec;
   if (quant_rows > 0) {
-    if (quant_rows >= 8 && threads > 1) pool.run_all([sp](int t) { quantize_part(*sp, t); });
+    // A section of its own only where the activations are worth it (~8 µs of work on one
+    // thread): a decode step's per-head products (16 rows of 128 or 512) are not.
+    if (quant_elems >= (int64_t(1) << 14) && threads > 1) pool.run_all([sp](int t) { quantize_part(*sp, t); });
     else {
       sec.parts = 1;
       quantize_part(sec, 0);
