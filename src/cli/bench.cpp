@@ -40,7 +40,7 @@ void add_bench(CLI::App& app) {
     return mb >= 1;
   }, "read-bandwidth probe buffer, MiB (default 1024)");
   sub->add_option("--bandwidth-seconds", a->b.bandwidth_seconds, "each read-bandwidth probe (one before and one after every timed decode) streams this long (default 0.5)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(0.01, 3600.0));
   sub->add_flag("--json", a->json, "one JSON object on stdout");
   sub->add_flag("--breakdown", a->b.breakdown, "also time each part of a decode step (embed, layers, lm_head)");
   sub->callback([a] {
