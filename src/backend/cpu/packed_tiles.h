@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/packed.h"
@@ -55,6 +56,24 @@ void run_packed_tiles(const Job& job, int64_t n0, int64_t n1, const std::array<P
         table[size_t((r - 1) * kG + (g - 1))](t);
       }
     }
+  }
+}
+
+// A Packed16 kernel: Tile<Q4, r, g>::run computes one tile of r ≤ kR rows × g ≤ kG groups.
+// The tile table, the walk and the dtype dispatch are the same for every kernel.
+template <template <bool, int, int> class Tile, bool Q4, int kR, int kG, size_t... I>
+constexpr std::array<PackedTileFn, kR * kG> packed_tile_table(std::index_sequence<I...>) {
+  return {&Tile<Q4, int(I / kG) + 1, int(I % kG) + 1>::run...};
+}
+
+template <template <bool, int, int> class Tile, int kR, int kG>
+void run_packed_kernel(const Job& job, int64_t n0, int64_t n1, const char* kernel) {
+  static constexpr auto q8 = packed_tile_table<Tile, false, kR, kG>(std::make_index_sequence<kR * kG>{});
+  static constexpr auto q4 = packed_tile_table<Tile, true, kR, kG>(std::make_index_sequence<kR * kG>{});
+  switch (job.w->dtype) {
+    case DType::Q8_0: return run_packed_tiles<kR, kG>(job, n0, n1, q8);
+    case DType::Q4_0: return run_packed_tiles<kR, kG>(job, n0, n1, q4);
+    default: fail_no_kernel(kernel, job.w->dtype);
   }
 }
 

@@ -9,8 +9,6 @@
 //   Q8_0: the stored byte is w + 128; w = byte ^ 0x80, and |w| × (x signed by w) keeps each
 //         vpmaddubsw lane ≤ 2·128·127, widened to int32 per step. The sum starts at 0 (no
 //         offset left).
-#include <array>
-#include <utility>
 
 #include "backend/cpu/packed_tiles.h"
 #include "backend/cpu/simd.h"
@@ -136,25 +134,15 @@ void tile(const PackedTile& t) {
 // of each other at N=1408, K=2048, m=512 (1×2 and 2×2 slower); 2×1 spills least.
 constexpr int kR = 2, kG = 1;
 
-template <bool Q4, size_t... I>
-constexpr std::array<detail::PackedTileFn, sizeof...(I)> make_table(std::index_sequence<I...>) {
-  return {&tile<Q4, int(I / kG) + 1, int(I % kG) + 1>...};
-}
-
-template <bool Q4>
-void run(const Job& job, int64_t n0, int64_t n1) {
-  static constexpr auto table = make_table<Q4>(std::make_index_sequence<kR * kG>{});
-  detail::run_packed_tiles<kR, kG>(job, n0, n1, table);
-}
+template <bool Q4, int R, int G>
+struct Tile {
+  static void run(const PackedTile& t) { tile<Q4, R, G>(t); }
+};
 
 }  // namespace
 
 void detail::run_cols_packed_avx2(const Job& job, int64_t n0, int64_t n1) {
-  switch (job.w->dtype) {
-    case DType::Q8_0: return run<false>(job, n0, n1);
-    case DType::Q4_0: return run<true>(job, n0, n1);
-    default: detail::fail_no_kernel("AVX2 packed", job.w->dtype);
-  }
+  detail::run_packed_kernel<Tile, kR, kG>(job, n0, n1, "AVX2 packed");
 }
 
 }  // namespace fathom::cpu

@@ -4,9 +4,7 @@
 // scales by the activation scale, one FMA into the output's f32 accumulator. Every output
 // follows that sequence in block order whatever the tile, so results do not depend on m.
 #include <algorithm>
-#include <array>
 #include <cstring>
-#include <utility>
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/packed.h"
@@ -133,25 +131,15 @@ void tile(const PackedTile& t) {
 // every accumulator in a register.
 constexpr int kR = 6, kG = 2;
 
-template <bool Q4, size_t... I>
-constexpr std::array<detail::PackedTileFn, sizeof...(I)> make_table(std::index_sequence<I...>) {
-  return {&tile<Q4, int(I / kG) + 1, int(I % kG) + 1>...};
-}
-
-template <bool Q4>
-void run(const Job& job, int64_t n0, int64_t n1) {
-  static constexpr auto table = make_table<Q4>(std::make_index_sequence<kR * kG>{});
-  detail::run_packed_tiles<kR, kG>(job, n0, n1, table);
-}
+template <bool Q4, int R, int G>
+struct Tile {
+  static void run(const PackedTile& t) { tile<Q4, R, G>(t); }
+};
 
 }  // namespace
 
 void detail::run_cols_packed_vnni(const Job& job, int64_t n0, int64_t n1) {
-  switch (job.w->dtype) {
-    case DType::Q8_0: return run<false>(job, n0, n1);
-    case DType::Q4_0: return run<true>(job, n0, n1);
-    default: detail::fail_no_kernel("AVX-512 VNNI", job.w->dtype);
-  }
+  detail::run_packed_kernel<Tile, kR, kG>(job, n0, n1, "AVX-512 VNNI");
 }
 
 }  // namespace fathom::cpu
