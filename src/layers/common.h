@@ -4,8 +4,8 @@
 #include <vector>
 
 #include "backend/cpu/matmul.h"
-#include "core/thread_pool.h"
 #include "backend/cpu/vmath.h"
+#include "core/thread_pool.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
 

@@ -168,11 +168,7 @@ void MlaAttention::attend_absorbed(const float* q, float* o, const LayerCtx& ctx
         const int64_t P = ctx.batch->pos[i] + 1;
         const cpu::LatentCache cache{DType::F32, ctx.cache->at(ctx.layer, ctx.batch->slot[i], 0), W};
         cpu::latent_scores_heads(ql + (h0 * R + i) * W, R * W, nh, cache, P, W, sc, max_ctx);
-        for (int64_t h = 0; h < nh; ++h) {
-          float* sh = sc + h * max_ctx;
-          for (int64_t tp = 0; tp < P; ++tp) sh[tp] *= scale_;
-          ops::softmax(sh, P);
-        }
+        for (int64_t h = 0; h < nh; ++h) scaled_softmax(sc + h * max_ctx, P);
         cpu::latent_weighted_sum_heads(sc, max_ctx, nh, cache, P, r_, c_all + (h0 * R + i) * r_, R * r_);
       }
     };
@@ -186,6 +182,13 @@ void MlaAttention::attend_absorbed(const float* q, float* o, const LayerCtx& ctx
   cpu::matmul_many(tasks_.data(), tasks_.size(), pool);
   for (int64_t i = 0; i < R; ++i)
     for (int64_t h = 0; h < H_; ++h) std::memcpy(o + (i * H_ + h) * v_, oh + (h * R + i) * v_, size_t(v_) * 4);
+}
+
+// One head's latent scores → attention weights; both absorbed paths go through here, so they
+// give the same bits.
+void MlaAttention::scaled_softmax(float* s, int64_t P) const {
+  for (int64_t t = 0; t < P; ++t) s[t] *= scale_;
+  ops::softmax(s, P);
 }
 
 // One row (a decode step) across the pool: the threads score disjoint ranges of cache rows
@@ -205,11 +208,7 @@ void MlaAttention::attend_row_split(const float* ql, int64_t i, float* c_all, co
     cpu::latent_scores_heads(q, R * W, H_, rows, t1 - t0, W, sc + t0, max_ctx);
   });
   pool.parallel_for(H_, 1, [&](int64_t h0, int64_t h1, int) {
-    for (int64_t h = h0; h < h1; ++h) {
-      float* sh = sc + h * max_ctx;
-      for (int64_t tp = 0; tp < P; ++tp) sh[tp] *= scale_;
-      ops::softmax(sh, P);
-    }
+    for (int64_t h = h0; h < h1; ++h) scaled_softmax(sc + h * max_ctx, P);
   });
   // Column ranges start at multiples of 64, where every kernel's column blocking restarts.
   pool.parallel_for((r_ + 63) / 64, 1, [&](int64_t b0, int64_t b1, int) {

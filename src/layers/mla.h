@@ -44,6 +44,7 @@ class MlaAttention : public AttnLayer {
  private:
   void attend_absorbed(const float* q, float* o, const LayerCtx& ctx);
   void attend_row_split(const float* ql, int64_t i, float* c_all, const LayerCtx& ctx);
+  void scaled_softmax(float* s, int64_t P) const;
   void attend_naive(const float* q, float* o, const LayerCtx& ctx);
 
   const ModelConfig& cfg_;

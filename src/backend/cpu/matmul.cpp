@@ -256,7 +256,6 @@ struct Section {
   const StreamPlan* stream = nullptr;
 };
 
-
 // Part t of [0, n) in `parts` ranges, boundaries rounded down to multiples of `align`.
 std::pair<int64_t, int64_t> part(int64_t n, int parts, int t, int64_t align) {
   auto at = [&](int64_t i) { return i >= parts ? n : (n * i / parts) / align * align; };
@@ -340,7 +339,7 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
   thread_local Scratch scratch;
   // Sizes first, so the scratch grows at most once per call and the pointers stay valid.
   size_t nq = 0, nd = 0, np = 0, nc = 0;
-  int64_t quant_rows = 0, work = 0, max_m = 0;
+  int64_t work = 0, max_m = 0;
   for (size_t j = 0; j < n; ++j) {
     const MatmulTask& t = tasks[j];
     check(*t.w);
@@ -353,7 +352,6 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
     nq += size_t(t.m * K), nd += size_t(t.m * nb);
     np += simd && !packed ? size_t(t.m * ((nb + 1) / 2)) : 0;
     nc += packed ? size_t(t.m * nb) : 0;
-    quant_rows += t.m;
   }
   if (scratch.q.size() < nq) scratch.q.resize(nq);
   if (scratch.d.size() < nd) scratch.d.resize(nd);
@@ -362,8 +360,7 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
   if (scratch.jobs.size() < n) scratch.jobs.resize(n), scratch.shares_acts.resize(n);
   size_t n_jobs = 0;
   nq = nd = np = nc = 0;
-  quant_rows = 0;
-  int64_t quant_elems = 0;
+  int64_t quant_rows = 0, quant_elems = 0;  // of the tasks that own their activations
   // Consecutive tasks on the same input in the same activation layout (an MLP's gate and up,
   // a decode step's experts) quantize it once.
   auto same_acts = [](const detail::Job& a, const detail::Job& b) {
