@@ -183,6 +183,45 @@ void BM_DecodeSectionRoofline(benchmark::State& st, Fmt t) {
   st.counters["frac"] = best_gemv / best_bw;
 }
 
+// The sections of a decode step against the plain-read probe, in alternating slices of
+// ~20 ms for 3 s (as fathom bench interleaves its probe with decode steps), so that both see
+// the same machine states: this guest's bandwidth switches between levels on a scale of
+// seconds. frac = GEMV weight GB/s ÷ probe GB/s, each over the sum of its slices.
+void BM_DecodeSectionInterleaved(benchmark::State& st, Fmt t) {
+  const int64_t N = st.range(0), K = st.range(1), per = st.range(2);
+  const Weights w = make_weights(t, N, K, size_t(256) << 20);
+  const size_t total = w.views[0].bytes() * w.views.size();
+  ReadProbe probe(pool(), size_t(256) << 20);
+  std::vector<float> x(size_t(K), 0.5f), y(size_t(N * per));
+  std::vector<MatmulTask> tasks;
+  using clock = std::chrono::steady_clock;
+  double gemv_sec = 0, gemv_bytes = 0, bw_sec = 0, bw_bytes = 0;
+  for (auto _ : st) {
+    const auto start = clock::now();
+    while (std::chrono::duration<double>(clock::now() - start).count() < 3.0) {
+      const ReadProbe::Sample r = probe.read_for(0.02);
+      bw_bytes += r.bytes;
+      bw_sec += r.seconds;
+      const auto t0 = clock::now();
+      double sec = 0;
+      while (sec < 0.02) {
+        for (size_t v0 = 0; v0 < w.views.size(); v0 += size_t(per)) {
+          tasks.clear();
+          for (size_t v = v0; v < std::min(w.views.size(), v0 + size_t(per)); ++v)
+            tasks.push_back({&w.views[v], x.data(), 1, y.data() + (v - v0) * size_t(N)});
+          matmul_many(tasks.data(), tasks.size(), pool(), {isa()});
+        }
+        gemv_bytes += double(total);
+        sec = std::chrono::duration<double>(clock::now() - t0).count();
+      }
+      gemv_sec += sec;
+    }
+  }
+  st.counters["gemv_GB/s"] = gemv_bytes / gemv_sec / 1e9;
+  st.counters["read_GB/s"] = bw_bytes / bw_sec / 1e9;
+  st.counters["frac"] = (gemv_bytes / gemv_sec) / (bw_bytes / bw_sec);
+}
+
 void BM_ReadBandwidth(benchmark::State& st) {
   double gbs = 0;
   for (auto _ : st) gbs = measure_read_bandwidth(pool(), size_t(st.range(0)) << 20).sustained_gbs;
@@ -228,3 +267,7 @@ BENCHMARK_CAPTURE(BM_Gemm, q8_0_packed, Fmt{DType::Q8_0, true})->Apply(gemm_shap
 BENCHMARK_CAPTURE(BM_Gemm, q4_0_packed, Fmt{DType::Q4_0, true})->Apply(gemm_shapes);
 
 }  // namespace
+// One matrix per section (an attention projection), two, and a decode step's 14 experts;
+// the output head.
+BENCHMARK_CAPTURE(BM_DecodeSectionInterleaved, q8_0_packed, Fmt{DType::Q8_0, true})->Args({1408, 2048, 1})->Args({1408, 2048, 2})->Args({1408, 2048, 14})->Args({129280, 2048, 1})->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_DecodeSectionInterleaved, q4_0_packed, Fmt{DType::Q4_0, true})->Args({1408, 2048, 1})->Args({1408, 2048, 2})->Args({1408, 2048, 14})->Args({129280, 2048, 1})->Iterations(1)->Unit(benchmark::kMillisecond);

@@ -38,9 +38,7 @@ void add_bench(CLI::App& app) {
     const double mb = std::stod(v.at(0));
     a->b.bandwidth_bytes = size_t(mb * 1048576.0);
     return mb >= 1;
-  }, "read-bandwidth probe buffer, MiB (default 1024)");
-  sub->add_option("--bandwidth-seconds", a->b.bandwidth_seconds, "each read-bandwidth probe (one before and one after every timed decode) streams this long (default 0.5)")
-      ->check(CLI::Range(0.01, 3600.0));
+  }, "read-bandwidth probe buffer, MiB (default 1024); the probe streams between decode steps, as long as each step");
   sub->add_flag("--json", a->json, "one JSON object on stdout");
   sub->add_flag("--breakdown", a->b.breakdown, "also time each part of a decode step (embed, layers, lm_head)");
   sub->callback([a] {
@@ -79,7 +77,7 @@ void add_bench(CLI::App& app) {
     std::printf("weights    %s read per decoded token -> %.1f GB/s effective\n",
                 human_bytes(double(r.bytes_per_token)).c_str(), r.effective_gbs);
     if (r.bandwidth_gbs > 0)
-      std::printf("roofline   %.1f GB/s sustained read bandwidth (fastest pass %.1f) -> %.1f tok/s; decode at %.0f%% of it\n",
+      std::printf("roofline   %.1f GB/s read bandwidth between the steps (fastest slice %.1f) -> %.1f tok/s; decode at %.0f%% of it\n",
                   r.bandwidth_gbs, r.bandwidth_best_pass_gbs, r.roofline_tok_s, 100.0 * r.roofline_frac);
     std::printf("memory     %s peak resident\n", human_bytes(double(r.peak_rss_bytes)).c_str());
     if (a->b.breakdown) {

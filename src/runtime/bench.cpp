@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <string>
 
 #include "backend/cpu/bandwidth.h"
@@ -28,19 +29,24 @@ double median(std::vector<double> v) {
 }
 
 // Greedy decode of n tokens at positions pos0.. of slot 0 (what is cached below pos0 is the
-// context); per-step seconds appended to steps. Returns the total seconds.
+// context). Each step is timed alone; after it, `between` (if any) runs untimed with the
+// step's seconds. Per-step seconds are appended to steps. Returns the steps' total seconds.
 double decode_run(Model& model, KvCache& cache, int32_t first, int64_t pos0, int64_t n, const ForwardOpts& fo,
-                  std::vector<float>& logits, std::vector<double>* steps) {
+                  std::vector<float>& logits, std::vector<double>* steps,
+                  const std::function<void(double)>& between = {}) {
   const int64_t V = model.config().vocab_size;
   int32_t tok = first;
-  const auto t0 = Clock::now();
+  double total = 0;
   for (int64_t i = 0; i < n; ++i) {
     const auto ts = Clock::now();
     model.forward({SeqChunk{0, pos0 + i, &tok, 1, false}}, cache, logits.data(), fo);
     tok = argmax(logits.data(), V);
-    if (steps) steps->push_back(seconds_since(ts));
+    const double s = seconds_since(ts);
+    total += s;
+    if (steps) steps->push_back(s);
+    if (between) between(s);
   }
-  return seconds_since(t0);
+  return total;
 }
 
 // A separate untimed-overall pass with the trace on: the trace copies nothing, only stamps
@@ -102,33 +108,43 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
     decode_run(model, cache, prompt[0], w, std::min<int64_t>(4, o.decode_tokens), fo, logits, nullptr);
   }
 
-  // The roofline is the sustained read bandwidth (bandwidth.h) around each timed decode: a
-  // probe right before and one right after it, the better of the two (so a passing dip cannot
-  // flatter the figure), and the median over the runs. A shared machine's bandwidth changes
-  // from one second to the next; a probe far from the decode it judges measures another state.
-  // The probe's buffer is not the model's: the peak so far is kept before each probe and the
-  // kernel's high-water mark reset after it (clear_refs "5").
+  // The roofline is the read bandwidth in the same moments as the decode: after every timed
+  // step the probe streams for as long as that step took, so decode and probe sample the
+  // machine's states alike (a shared machine's bandwidth changes from one second to the
+  // next, and probes before and after a decode can each catch another state). Each run's
+  // roofline is its probes' bytes over their time; the figure is the median over the runs.
+  // The probe's buffer is not the model's: its resident bytes are taken off the high-water
+  // mark while it lives, and the mark is reset (clear_refs "5") once it is gone.
   size_t peak_rss = peak_rss_bytes();
   BenchResult r;
-  auto probe = [&] {
-    peak_rss = std::max(peak_rss, peak_rss_bytes());
-    const cpu::ReadBandwidth bw = cpu::measure_read_bandwidth(model.pool(), o.bandwidth_bytes, o.bandwidth_seconds);
-    std::ofstream("/proc/self/clear_refs") << "5";
-    r.bandwidth_best_pass_gbs = std::max(r.bandwidth_best_pass_gbs, bw.best_pass_gbs);
-    return bw.sustained_gbs;
-  };
-
   r.threads = model.pool().size();
   r.prompt_tokens = o.prompt_tokens;
   r.decode_tokens = o.decode_tokens;
   std::vector<double> prefill, decode, steps, roofline_gbs;
+  auto probed_decode = [&] {
+    cpu::ReadProbe probe(model.pool(), o.bandwidth_bytes);
+    double bytes = 0, sec = 0;
+    decode.push_back(decode_run(model, cache, prompt[0], pos0, o.decode_tokens, fo, logits, &steps, [&](double s) {
+      const cpu::ReadProbe::Sample p = probe.read_for(s);
+      bytes += p.bytes;
+      sec += p.seconds;
+      r.bandwidth_best_pass_gbs = std::max(r.bandwidth_best_pass_gbs, p.best_gbs);
+    }));
+    roofline_gbs.push_back(bytes / sec / 1e9);
+    const size_t hwm = peak_rss_bytes();
+    peak_rss = std::max(peak_rss, hwm > probe.resident_bytes() ? hwm - probe.resident_bytes() : 0);
+  };
   for (int rep = 0; rep < o.reps; ++rep) {
     const auto t0 = Clock::now();
     model.forward({SeqChunk{0, 0, prompt.data(), o.prompt_tokens, false}}, cache, logits.data(), fo);
     prefill.push_back(seconds_since(t0));
-    const double before = o.measure_bandwidth ? probe() : 0;
-    decode.push_back(decode_run(model, cache, prompt[0], pos0, o.decode_tokens, fo, logits, &steps));
-    if (o.measure_bandwidth) roofline_gbs.push_back(std::max(before, probe()));
+    if (o.measure_bandwidth) {
+      peak_rss = std::max(peak_rss, peak_rss_bytes());
+      probed_decode();
+      std::ofstream("/proc/self/clear_refs") << "5";
+    } else {
+      decode.push_back(decode_run(model, cache, prompt[0], pos0, o.decode_tokens, fo, logits, &steps));
+    }
   }
   peak_rss = std::max(peak_rss, peak_rss_bytes());
   if (o.breakdown) r.breakdown = decode_breakdown(model, cache, prompt[0], pos0, o.decode_tokens, o.attn, logits);

@@ -18,7 +18,6 @@ struct BenchOpts {
   int reps = 1;                  // timed repetitions; the median is reported
   bool measure_bandwidth = true;
   size_t bandwidth_bytes = size_t(1) << 30;  // probe buffer, well above the last-level cache
-  double bandwidth_seconds = 0.5;            // each probe streams at least this long
   AttnMode attn = AttnMode::Absorbed;
   uint64_t seed = 0;             // of the pseudo-random prompt ids
   bool breakdown = false;        // time the parts of each decode step (via the layer trace)
@@ -41,8 +40,8 @@ struct BenchResult {
   size_t weight_bytes = 0;                   // weights held in memory
   size_t bytes_per_token = 0;                // weight bytes one decoded token reads
   double effective_gbs = 0;                  // bytes_per_token × decode tok/s
-  double bandwidth_gbs = 0;                  // sustained read bandwidth around the decodes (0: not measured)
-  double bandwidth_best_pass_gbs = 0;        // the probes' fastest single pass
+  double bandwidth_gbs = 0;                  // read bandwidth interleaved with the decodes (0: not measured)
+  double bandwidth_best_pass_gbs = 0;        // the probe's fastest single slice (~16 MiB)
   double roofline_tok_s = 0;                 // bandwidth / bytes_per_token
   double roofline_frac = 0;                  // decode tok/s / roofline tok/s
   size_t peak_rss_bytes = 0;                 // VmHWM outside the bandwidth probes

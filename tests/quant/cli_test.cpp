@@ -15,7 +15,7 @@ TEST(BenchCli, JsonHasSaneFields) {
   const std::string dir = test::fixture("tiny-deepseek-v2-lite");
   if (dir.empty()) GTEST_SKIP() << "no tiny-deepseek-v2-lite fixture";
   const auto r = test::run_cmd(kBin + " bench --model " + dir +
-                               " --quant q8_0 -p 16 -n 8 --warmup 4 --threads 2 --bandwidth-mb 64 --bandwidth-seconds 0.05 --json");
+                               " --quant q8_0 -p 16 -n 8 --warmup 4 --threads 2 --bandwidth-mb 64 --json");
   ASSERT_EQ(r.status, 0) << r.out;
   nlohmann::json j;
   ASSERT_NO_THROW(j = nlohmann::json::parse(r.out)) << r.out;
