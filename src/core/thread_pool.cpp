@@ -53,7 +53,9 @@ void ThreadPool::worker(int idx) {
       std::lock_guard<std::mutex> lk(mu_);
       if (!error_) error_ = std::current_exception();
     }
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    // The caller mostly spins for the last worker; only one asleep needs the mutex and a
+    // notify (taking the mutex every time made the caller block on it, ~2 µs per section).
+    if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 && caller_asleep_.load(std::memory_order_seq_cst)) {
       std::lock_guard<std::mutex> lk(mu_);
       cv_done_.notify_one();
     }
@@ -83,11 +85,13 @@ void ThreadPool::run_all(FunctionRef<void(int)> fn) {
   for (int i = 0; i < kSpin && pending_.load(std::memory_order_acquire) != 0; ++i) FATHOM_PAUSE();
   if (pending_.load(std::memory_order_acquire) != 0) {
     std::unique_lock<std::mutex> lk(mu_);
-    cv_done_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    caller_asleep_.store(true, std::memory_order_seq_cst);  // before the predicate reads pending_
+    cv_done_.wait(lk, [&] { return pending_.load(std::memory_order_seq_cst) == 0; });
+    caller_asleep_.store(false, std::memory_order_relaxed);
   }
   job_ = nullptr;
   if (mine) std::rethrow_exception(mine);
-  std::lock_guard<std::mutex> lk(mu_);
+  // A worker stores error_ before its decrement of pending_, which the loads above acquired.
   if (error_) std::rethrow_exception(error_);
 }
 

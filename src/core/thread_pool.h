@@ -41,6 +41,7 @@ class ThreadPool {
   const FunctionRef<void(int)>* job_ = nullptr;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
+  std::atomic<bool> caller_asleep_{false};  // the caller waits on cv_done_
   std::atomic<bool> stop_{false};
   std::exception_ptr error_;
   std::mutex call_mu_;  // one parallel section at a time

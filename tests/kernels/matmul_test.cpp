@@ -149,10 +149,22 @@ TEST(Matmul, ActivationQuantizersAgree) {
   for (int i = 0; i < 32; ++i) x[size_t(64 + i)] = float(i - 16) * 0.5f;  // exact ties
   std::vector<int8_t> qa(static_cast<size_t>(K)), qb(static_cast<size_t>(K));
   std::vector<float> da(static_cast<size_t>(K / 32)), db(static_cast<size_t>(K / 32));
-  detail::quantize_act_row_scalar(x.data(), K, qa.data(), da.data());
-  detail::quantize_act_row_avx2(x.data(), K, qb.data(), db.data());
+  for (int i = 0; i < 32; ++i) x[size_t(96 + i)] = i % 2 ? 1e30f : -1e30f;  // ±127 throughout
+  std::vector<int32_t> sa(static_cast<size_t>(K / 32)), sb(sa.size());
+  detail::quantize_act_row_scalar(x.data(), K, qa.data(), da.data(), sa.data());
+  detail::quantize_act_row_avx2(x.data(), K, qb.data(), db.data(), sb.data());
   EXPECT_EQ(qa, qb);
   EXPECT_EQ(da, db);
+  EXPECT_EQ(sa, sb);
+  for (int64_t b = 0; b < K / 32; ++b) {  // the block sums are of the bytes written
+    int32_t s = 0;
+    for (int i = 0; i < 32; ++i) s += qb[size_t(b * 32 + i)];
+    EXPECT_EQ(sb[size_t(b)], s) << b;
+  }
+  EXPECT_EQ(qb[96], -127);
+  std::vector<int8_t> qc(qb.size());  // without sums: the same bytes
+  detail::quantize_act_row_avx2(x.data(), K, qc.data(), db.data(), nullptr);
+  EXPECT_EQ(qc, qb);
   for (int64_t k = 0; k < K; ++k) EXPECT_LE(std::fabs(x[size_t(k)] - da[size_t(k / 32)] * qa[size_t(k)]), da[size_t(k / 32)] * 0.5f * 1.0001f);
 }
 

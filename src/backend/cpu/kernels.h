@@ -59,9 +59,10 @@ void run_cols_packed_avx2(const Job& job, int64_t n0, int64_t n1);
 void run_cols_packed_vnni(const Job& job, int64_t n0, int64_t n1);
 
 // Quantizes one activation row of K values (K % 32 == 0) to Q8 blocks, round to nearest
-// even with d = amax/127. Both versions give identical bytes.
-void quantize_act_row_scalar(const float* x, int64_t K, int8_t* q, float* d);
-void quantize_act_row_avx2(const float* x, int64_t K, int8_t* q, float* d);
+// even with d = amax/127; where `sums` is not null, also each block's Σq (what the Packed16
+// kernels start from). Both versions give identical bytes.
+void quantize_act_row_scalar(const float* x, int64_t K, int8_t* q, float* d, int32_t* sums);
+void quantize_act_row_avx2(const float* x, int64_t K, int8_t* q, float* d, int32_t* sums);
 
 // Throws fathom::Error for a dtype a kernel family does not handle.
 [[noreturn]] void fail_no_kernel(const char* family, DType t);

@@ -24,7 +24,7 @@ void fail_no_kernel(const char* family, DType t) {
   fail("matmul: no {} kernel for weight dtype {}", family, dtype_name(t));
 }
 
-void quantize_act_row_scalar(const float* x, int64_t K, int8_t* q, float* d) {
+void quantize_act_row_scalar(const float* x, int64_t K, int8_t* q, float* d, int32_t* sums) {
   for (int64_t b = 0; b < K / kQBlock; ++b) {
     const float* xb = x + b * kQBlock;
     float amax = 0.0f;
@@ -32,7 +32,9 @@ void quantize_act_row_scalar(const float* x, int64_t K, int8_t* q, float* d) {
     const float db = amax / 127.0f;
     const float id = db != 0.0f ? 1.0f / db : 0.0f;
     d[b] = db;
-    for (int i = 0; i < kQBlock; ++i) q[b * kQBlock + i] = int8_t(std::nearbyint(xb[i] * id));
+    int32_t sum = 0;
+    for (int i = 0; i < kQBlock; ++i) sum += q[b * kQBlock + i] = int8_t(std::nearbyint(xb[i] * id));
+    if (sums) sums[b] = sum;
   }
 }
 

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -192,7 +193,11 @@ struct alignas(64) Share {
 struct StreamPlan {
   std::vector<int64_t> first;     // [jobs + 1] first chunk of each job
   std::vector<int64_t> rows;      // [jobs] rows per chunk
+  std::vector<int64_t> bytes;     // [jobs] weight bytes per chunk
   std::vector<Share> shares;      // [threads]
+  // Set once the section's activations are quantized (the threads other than the one that
+  // quantizes start reading their weights meanwhile).
+  alignas(64) std::atomic<bool> acts_ready{false};
 
   // The next chunks [c0, c1) of share t (owner), or c0 = -1. Guided: a quarter of what is
   // left at a time, so the per-call work is amortized early and the ends stay fine-grained.
@@ -239,7 +244,7 @@ struct Scratch {
 };
 
 using ColsFn = void (*)(const detail::Job&, int64_t, int64_t);
-using QuantRowFn = void (*)(const float*, int64_t, int8_t*, float*);
+using QuantRowFn = void (*)(const float*, int64_t, int8_t*, float*, int32_t*);
 
 // One parallel section over all tasks: thread t quantizes its share of the activation rows
 // (phase 0) or computes part t of every task's columns (phase 1).
@@ -272,16 +277,12 @@ void quantize_part(const Section& s, int t) {
     for (int64_t i = std::max<int64_t>(b - base, 0); i < std::min<int64_t>(e - base, job.m); ++i) {
       int8_t* q = const_cast<int8_t*>(job.qa.q) + i * K;
       float* d = const_cast<float*>(job.qa.d) + i * nb;
-      s.quant_row(job.x + i * K, K, q, d);
+      int32_t* c = job.qa.ncorr ? const_cast<int32_t*>(job.qa.ncorr) + i * nb : nullptr;
+      s.quant_row(job.x + i * K, K, q, d, c);  // c: Σq per block, then -offset·Σq
       if (job.qa.pairs) detail::build_act_pairs(q, d, nb, const_cast<detail::QActPair*>(job.qa.pairs) + i * np);
-      if (job.qa.ncorr) {
+      if (c) {
         const int32_t offset = packed_geometry(job.w->dtype, 1, K).offset;
-        int32_t* c = const_cast<int32_t*>(job.qa.ncorr) + i * nb;
-        for (int64_t b2 = 0; b2 < nb; ++b2) {
-          int32_t sum = 0;
-          for (int e = 0; e < kQBlock; ++e) sum += q[b2 * kQBlock + e];
-          c[b2] = -offset * sum;
-        }
+        for (int64_t b2 = 0; b2 < nb; ++b2) c[b2] *= -offset;
       }
     }
     base += job.m;
@@ -305,6 +306,31 @@ void run_chunks(const Section& s, int64_t c0, int64_t c1) {
     const int64_t r0 = (c0 - p.first[j]) * p.rows[j], r1 = std::min(job.w->rows, (e - p.first[j]) * p.rows[j]);
     cols_fn(s, job)(job, r0, r1);
     c0 = e;
+  }
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Thread t's first weights, pulled toward its cache while the activations are quantized
+// elsewhere: up to kEarlyBytes from the start of its share, stopping once they are ready.
+constexpr int64_t kEarlyBytes = 64 << 10;
+
+void prefetch_share_start(const Section& s, int t) {
+  const StreamPlan& p = *s.stream;
+  const int64_t c = int64_t(p.shares[size_t(t)].range.load(std::memory_order_relaxed) >> 32);
+  if (c >= p.first.back()) return;
+  const size_t j = size_t(std::upper_bound(p.first.begin(), p.first.end(), c) - p.first.begin()) - 1;
+  const WeightView& w = *s.jobs[j].w;
+  const int64_t off = (c - p.first[j]) * p.bytes[j];
+  const int64_t n = std::min<int64_t>(kEarlyBytes, int64_t(w.bytes()) - off);
+  const char* base = static_cast<const char*>(w.data) + off;
+  for (int64_t i = 0; i < n; i += 64) {
+    if (i % 1024 == 0 && p.acts_ready.load(std::memory_order_relaxed)) return;
+    __builtin_prefetch(base + i, 0, 3);
   }
 }
 
@@ -399,20 +425,22 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
               simd ? detail::quantize_act_row_avx2 : detail::quantize_act_row_scalar, threads, quant_rows,
               scratch.shares_acts.data()};
   const Section* sp = &sec;
-  if (quant_rows > 0) {
-    // A section of its own only where the activations are worth it (~8 µs of work on one
-    // thread): a decode step's per-head products (16 rows of 128 or 512) are not.
-    if (quant_elems >= (int64_t(1) << 14) && threads > 1) pool.run_all([sp](int t) { quantize_part(*sp, t); });
-    else {
-      sec.parts = 1;
-      quantize_part(sec, 0);
-      sec.parts = threads;
-    }
+  // A section of its own for the activations only where they are worth it (~8 µs of work on
+  // one thread): a decode step's per-head products (16 rows of 128 or 512) are not. Smaller
+  // ones are quantized by thread 0 of the streaming section (below), or inline.
+  const bool quant_section = quant_rows > 0 && quant_elems >= (int64_t(1) << 14) && threads > 1;
+  const bool streaming = threads > 1 && max_m <= kStreamMaxRows;
+  if (quant_section) pool.run_all([sp](int t) { quantize_part(*sp, t); });
+  else if (quant_rows > 0 && !streaming) {
+    sec.parts = 1;
+    quantize_part(sec, 0);
+    sec.parts = threads;
   }
-  if (threads > 1 && max_m <= kStreamMaxRows) {
+  if (streaming) {
     StreamPlan& p = scratch.plan;
     p.first.assign(1, 0);
     p.rows.clear();
+    p.bytes.clear();
     for (size_t j = 0; j < n_jobs; ++j) {
       const WeightView& w = *scratch.jobs[j].w;
       const bool packed = w.layout == Layout::Packed16;
@@ -421,6 +449,7 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
           packed ? packed_geometry(w.dtype, w.rows, w.cols).group_bytes : int64_t(w.row_bytes()) * unit;
       const int64_t rows = std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(unit_bytes, 1)) * unit;
       p.rows.push_back(rows);
+      p.bytes.push_back(rows / unit * unit_bytes);
       p.first.push_back(p.first.back() + (w.rows + rows - 1) / rows);
     }
     const int64_t C = p.first.back();
@@ -430,6 +459,30 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
       p.shares[size_t(t)].range.store(uint64_t(C * t / threads) << 32 | uint64_t(C * (t + 1) / threads),
                                       std::memory_order_relaxed);
     sec.stream = &p;
+    if (quant_rows > 0 && !quant_section) {
+      // Thread 0 quantizes the activations while the others start on their weights.
+      p.acts_ready.store(false, std::memory_order_relaxed);
+      pool.run_all([sp](int t) {
+        StreamPlan& sp_plan = *const_cast<StreamPlan*>(sp->stream);
+        if (t == 0) {
+          Section one = *sp;
+          one.parts = 1;
+          struct Ready {  // set even if quantizing threw, or the others would wait forever
+            std::atomic<bool>& f;
+            ~Ready() { f.store(true, std::memory_order_release); }
+          } ready{sp_plan.acts_ready};
+          quantize_part(one, 0);
+        } else {
+          prefetch_share_start(*sp, t);
+          // A few µs of spinning; beyond that thread 0 was preempted, so give the core up.
+          for (int i = 0; !sp_plan.acts_ready.load(std::memory_order_acquire); ++i)
+            if (i < 4096) cpu_relax();
+            else std::this_thread::yield();
+        }
+        cols_part(*sp, t);
+      });
+      return;
+    }
   }
   if (threads > 1) pool.run_all([sp](int t) { cols_part(*sp, t); });
   else cols_part(sec, 0);

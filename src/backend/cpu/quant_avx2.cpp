@@ -178,7 +178,7 @@ void detail::build_act_pairs(const int8_t* q, const float* d, int64_t nb, QActPa
 }
 
 // Same arithmetic as quantize_act_row_scalar: amax, d = amax/127, q = rint(x * (1/d)).
-void detail::quantize_act_row_avx2(const float* x, int64_t K, int8_t* q, float* d) {
+void detail::quantize_act_row_avx2(const float* x, int64_t K, int8_t* q, float* d, int32_t* sums) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
   for (int64_t b = 0; b < K / kQBlock; ++b) {
     const float* xb = x + b * kQBlock;
@@ -205,6 +205,13 @@ void detail::quantize_act_row_avx2(const float* x, int64_t K, int8_t* q, float* 
     const __m256i i8 = _mm256_packs_epi16(i16a, i16b);
     const __m256i out = _mm256_permutevar8x32_epi32(i8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * kQBlock), out);
+    if (sums) {  // |x·id| ≤ 127 after rounding, so the packs never saturated: Σ of the int32s
+      const __m256i s8 = _mm256_add_epi32(_mm256_add_epi32(i32[0], i32[1]), _mm256_add_epi32(i32[2], i32[3]));
+      __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+      sums[b] = _mm_cvtsi128_si32(s4);
+    }
   }
 }
 
