@@ -155,6 +155,19 @@ void BM_GemvRoofline(benchmark::State& st, Fmt t) {
   st.counters["frac"] = best_gemv / best_bw;
 }
 
+// One GEMV pass over every copy in w, `per` matrices per matmul_many call (a section), all
+// on the activation row x; y holds per outputs of w.views[0].rows.
+void gemv_sections(const Weights& w, int64_t per, const std::vector<float>& x, std::vector<float>& y,
+                   std::vector<MatmulTask>& tasks) {
+  const size_t N = size_t(w.views[0].rows);
+  for (size_t v0 = 0; v0 < w.views.size(); v0 += size_t(per)) {
+    tasks.clear();
+    for (size_t v = v0; v < std::min(w.views.size(), v0 + size_t(per)); ++v)
+      tasks.push_back({&w.views[v], x.data(), 1, y.data() + (v - v0) * N});
+    matmul_many(tasks.data(), tasks.size(), pool(), {isa()});
+  }
+}
+
 // A decode step's MoE products as fathom issues them: range(2) matrices per matmul_many
 // call on one activation row (a section; chunks stolen across threads), against the probe.
 void BM_DecodeSectionRoofline(benchmark::State& st, Fmt t) {
@@ -168,12 +181,7 @@ void BM_DecodeSectionRoofline(benchmark::State& st, Fmt t) {
     best_bw = std::max(best_bw, measure_read_bandwidth(pool(), total, 0).best_pass_gbs);
     for (int rep = 0; rep < 3; ++rep) {
       const auto t0 = std::chrono::steady_clock::now();
-      for (size_t v0 = 0; v0 < w.views.size(); v0 += size_t(per)) {
-        tasks.clear();
-        for (size_t v = v0; v < std::min(w.views.size(), v0 + size_t(per)); ++v)
-          tasks.push_back({&w.views[v], x.data(), 1, y.data() + (v - v0) * size_t(N)});
-        matmul_many(tasks.data(), tasks.size(), pool(), {isa()});
-      }
+      gemv_sections(w, per, x, y, tasks);
       const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       best_gemv = std::max(best_gemv, double(total) / sec / 1e9);
     }
@@ -205,12 +213,7 @@ void BM_DecodeSectionInterleaved(benchmark::State& st, Fmt t) {
       const auto t0 = clock::now();
       double sec = 0;
       while (sec < 0.02) {
-        for (size_t v0 = 0; v0 < w.views.size(); v0 += size_t(per)) {
-          tasks.clear();
-          for (size_t v = v0; v < std::min(w.views.size(), v0 + size_t(per)); ++v)
-            tasks.push_back({&w.views[v], x.data(), 1, y.data() + (v - v0) * size_t(N)});
-          matmul_many(tasks.data(), tasks.size(), pool(), {isa()});
-        }
+        gemv_sections(w, per, x, y, tasks);
         gemv_bytes += double(total);
         sec = std::chrono::duration<double>(clock::now() - t0).count();
       }

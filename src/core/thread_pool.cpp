@@ -3,13 +3,6 @@
 #include <algorithm>
 #include <chrono>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define FATHOM_PAUSE() _mm_pause()
-#else
-#define FATHOM_PAUSE() ((void)0)
-#endif
-
 namespace fathom {
 
 namespace {
@@ -39,7 +32,7 @@ void ThreadPool::worker(int idx) {
     bool ready = false;
     for (int i = 0; i < kSpin && !ready; ++i) {
       ready = generation_.load(std::memory_order_acquire) != seen || stop_.load(std::memory_order_relaxed);
-      if (!ready) FATHOM_PAUSE();
+      if (!ready) cpu_relax();
     }
     if (!ready) {
       std::unique_lock<std::mutex> lk(mu_);
@@ -82,7 +75,7 @@ void ThreadPool::run_all(FunctionRef<void(int)> fn) {
   } catch (...) {
     mine = std::current_exception();
   }
-  for (int i = 0; i < kSpin && pending_.load(std::memory_order_acquire) != 0; ++i) FATHOM_PAUSE();
+  for (int i = 0; i < kSpin && pending_.load(std::memory_order_acquire) != 0; ++i) cpu_relax();
   if (pending_.load(std::memory_order_acquire) != 0) {
     std::unique_lock<std::mutex> lk(mu_);
     caller_asleep_.store(true, std::memory_order_seq_cst);  // before the predicate reads pending_

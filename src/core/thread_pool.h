@@ -14,6 +14,13 @@
 
 namespace fathom {
 
+// One step of a spin-wait: tells the core (and a hypervisor) that this thread is waiting.
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 class ThreadPool {
  public:
   explicit ThreadPool(int n_threads = 0);  // 0: hardware concurrency

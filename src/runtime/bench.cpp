@@ -4,6 +4,7 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "backend/cpu/bandwidth.h"
@@ -114,40 +115,35 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
   // next, and probes before and after a decode can each catch another state). Each run's
   // roofline is its probes' bytes over their time; the figure is the median over the runs.
   // The probe's buffer is not the model's: its resident bytes are taken off the high-water
-  // mark while it lives, and the mark is reset (clear_refs "5") once it is gone.
+  // mark, which is read last while the probe still lives.
   size_t peak_rss = peak_rss_bytes();
+  std::optional<cpu::ReadProbe> probe;
+  if (o.measure_bandwidth) probe.emplace(model.pool(), o.bandwidth_bytes);
   BenchResult r;
   r.threads = model.pool().size();
   r.prompt_tokens = o.prompt_tokens;
   r.decode_tokens = o.decode_tokens;
   std::vector<double> prefill, decode, steps, roofline_gbs;
-  auto probed_decode = [&] {
-    cpu::ReadProbe probe(model.pool(), o.bandwidth_bytes);
-    double bytes = 0, sec = 0;
-    decode.push_back(decode_run(model, cache, prompt[0], pos0, o.decode_tokens, fo, logits, &steps, [&](double s) {
-      const cpu::ReadProbe::Sample p = probe.read_for(s);
-      bytes += p.bytes;
-      sec += p.seconds;
+  double probe_bytes = 0, probe_sec = 0;
+  std::function<void(double)> between;
+  if (probe)
+    between = [&](double s) {
+      const cpu::ReadProbe::Sample p = probe->read_for(s);
+      probe_bytes += p.bytes;
+      probe_sec += p.seconds;
       r.bandwidth_best_pass_gbs = std::max(r.bandwidth_best_pass_gbs, p.best_gbs);
-    }));
-    roofline_gbs.push_back(bytes / sec / 1e9);
-    const size_t hwm = peak_rss_bytes();
-    peak_rss = std::max(peak_rss, hwm > probe.resident_bytes() ? hwm - probe.resident_bytes() : 0);
-  };
+    };
   for (int rep = 0; rep < o.reps; ++rep) {
     const auto t0 = Clock::now();
     model.forward({SeqChunk{0, 0, prompt.data(), o.prompt_tokens, false}}, cache, logits.data(), fo);
     prefill.push_back(seconds_since(t0));
-    if (o.measure_bandwidth) {
-      peak_rss = std::max(peak_rss, peak_rss_bytes());
-      probed_decode();
-      std::ofstream("/proc/self/clear_refs") << "5";
-    } else {
-      decode.push_back(decode_run(model, cache, prompt[0], pos0, o.decode_tokens, fo, logits, &steps));
-    }
+    probe_bytes = probe_sec = 0;
+    decode.push_back(decode_run(model, cache, prompt[0], pos0, o.decode_tokens, fo, logits, &steps, between));
+    if (probe) roofline_gbs.push_back(probe_bytes / probe_sec / 1e9);
   }
-  peak_rss = std::max(peak_rss, peak_rss_bytes());
   if (o.breakdown) r.breakdown = decode_breakdown(model, cache, prompt[0], pos0, o.decode_tokens, o.attn, logits);
+  const size_t hwm = peak_rss_bytes(), probe_rss = probe ? probe->resident_bytes() : 0;
+  peak_rss = std::max(peak_rss, hwm > probe_rss ? hwm - probe_rss : 0);
   r.prefill_s = median(prefill);
   r.decode_s = median(decode);
   r.prefill_tok_s = double(o.prompt_tokens) / r.prefill_s;

@@ -309,12 +309,6 @@ void run_chunks(const Section& s, int64_t c0, int64_t c1) {
   }
 }
 
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 // Thread t's first weights, pulled toward its cache while the activations are quantized
 // elsewhere: up to kEarlyBytes from the start of its share, stopping once they are ready.
 constexpr int64_t kEarlyBytes = 64 << 10;
