@@ -1,55 +1,34 @@
 #include "layers/gqa.h"
 
-#include "layers/ops.h"
-
 namespace fathom {
 
-enum : size_t { kQ, kK, kV, kAttn, kThread };
-
-GqaAttention::GqaAttention(const ModelConfig& cfg, GqaWeights w, const Rope& rope)
-    : cfg_(cfg), w_(w), rope_(rope), H_(cfg.num_attention_heads), KVH_(cfg.num_key_value_heads), hd_(cfg.head_dim),
-      scale_(float(cfg.attn_scale())) {}
-
-size_t GqaAttention::active_bytes() const {
-  auto b = [](const cpu::WeightView* w) { return w->bytes(); };
-  return b(w_.q) + b(w_.k) + b(w_.v) + b(w_.o);
+GqaAttention::GqaAttention(const ModelConfig& cfg, GqaWeights w, const Rope& rope) : w_(w), rope_(rope) {
+  shape_.heads = cfg.num_attention_heads;
+  shape_.kv_heads = cfg.num_key_value_heads;
+  shape_.head_dim = cfg.head_dim;
+  shape_.scale = float(cfg.attn_scale());
 }
 
+size_t GqaAttention::active_bytes() const { return w_.q->bytes() + w_.k->bytes() + w_.v->bytes() + w_.o->bytes(); }
+
 void GqaAttention::forward(const float* h, float* out, const LayerCtx& ctx) {
-  const int64_t R = ctx.batch->rows, kvw = KVH_ * hd_;
-  ThreadPool& pool = *ctx.pool;
-  Scratch& s = *ctx.scratch;
-  float* q = s.get(kQ, size_t(R * H_ * hd_));  // [R, H, hd]
-  float* k = s.get(kK, size_t(R * kvw));       // [R, KVH, hd]
-  float* v = s.get(kV, size_t(R * kvw));       // [R, KVH, hd]
-  linear(*w_.q, h, R, q, pool, w_.q_bias);
-  linear(*w_.k, h, R, k, pool, w_.k_bias);
-  linear(*w_.v, h, R, v, pool, w_.v_bias);
-  for (int64_t i = 0; i < R; ++i) {
-    const int64_t pos = ctx.batch->pos[i];
-    rope_.apply(q + i * H_ * hd_, H_, hd_, pos);
-    rope_.apply(k + i * kvw, KVH_, hd_, pos);
-    float* c = ctx.cache->at(ctx.layer, ctx.batch->slot[i], pos);
-    std::memcpy(c, k + i * kvw, size_t(kvw) * 4);
-    std::memcpy(c + kvw, v + i * kvw, size_t(kvw) * 4);
-  }
-  float* attn = s.get(kAttn, size_t(R * H_ * hd_));  // [R, H*hd]
-  const int64_t max_ctx = ctx.cache->max_ctx(), W = 2 * kvw, group = H_ / KVH_;
-  float* tbuf = s.get(kThread, size_t(max_ctx * pool.size()));
-  pool.parallel_for(R * H_, 1, [&](int64_t b, int64_t e, int t) {
-    float* sc = tbuf + max_ctx * t;
-    for (int64_t ih = b; ih < e; ++ih) {
-      const int64_t i = ih / H_, hh = ih % H_, kh = hh / group, P = ctx.batch->pos[i] + 1;
-      const float* qi = q + (i * H_ + hh) * hd_;
-      const float* c0 = ctx.cache->at(ctx.layer, ctx.batch->slot[i], 0);
-      for (int64_t tp = 0; tp < P; ++tp) sc[tp] = ops::dot(qi, c0 + tp * W + kh * hd_, hd_) * scale_;
-      ops::softmax(sc, P);
-      float* oi = attn + (i * H_ + hh) * hd_;
-      std::fill(oi, oi + hd_, 0.f);
-      for (int64_t tp = 0; tp < P; ++tp) ops::axpy(sc[tp], c0 + tp * W + kvw + kh * hd_, oi, hd_);
-    }
-  });
-  linear(*w_.o, attn, R, out, pool, w_.o_bias);
+  Backend& be = *ctx.be;
+  GqaActs& a = ctx.acts->gqa;
+  const int64_t R = ctx.batch->rows, H = shape_.heads, KVH = shape_.kv_heads, hd = shape_.head_dim, kvw = KVH * hd;
+  float* q = a.q.get(be, size_t(R * H * hd));  // [R, H, hd]
+  float* k = a.k.get(be, size_t(R * kvw));     // [R, KVH, hd]
+  float* v = a.v.get(be, size_t(R * kvw));     // [R, KVH, hd]
+  linear(be, *w_.q, h, R, q, w_.q_bias);
+  linear(be, *w_.k, h, R, k, w_.k_bias);
+  linear(be, *w_.v, h, R, v, w_.v_bias);
+  const RopeParams rp = rope_.params();
+  be.rope(rp, {q, R, hd, H * hd}, H, hd, ctx.batch->pos.data());
+  be.rope(rp, {k, R, hd, kvw}, KVH, hd, ctx.batch->pos.data());
+  be.kv_write(*ctx.cache, ctx.layer, *ctx.batch, {k, R, kvw, kvw}, 0);
+  be.kv_write(*ctx.cache, ctx.layer, *ctx.batch, {v, R, kvw, kvw}, kvw);
+  float* attn = a.attn.get(be, size_t(R * H * hd));  // [R, H*hd]
+  be.attention_gqa(shape_, q, *ctx.cache, ctx.layer, *ctx.batch, attn);
+  linear(be, *w_.o, attn, R, out, w_.o_bias);
 }
 
 }  // namespace fathom

@@ -7,8 +7,8 @@
 namespace fathom {
 
 struct GqaWeights {
-  const cpu::WeightView *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr;  // [H*hd, D] ... [D, H*hd]
-  const std::vector<float> *q_bias = nullptr, *k_bias = nullptr, *v_bias = nullptr, *o_bias = nullptr;
+  const Weight *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr;  // [H*hd, D] ... [D, H*hd]
+  const Weight *q_bias = nullptr, *k_bias = nullptr, *v_bias = nullptr, *o_bias = nullptr;
 };
 
 class GqaAttention : public AttnLayer {
@@ -16,14 +16,12 @@ class GqaAttention : public AttnLayer {
   GqaAttention(const ModelConfig& cfg, GqaWeights w, const Rope& rope);
   void forward(const float* h, float* out, const LayerCtx& ctx) override;
   static int64_t cache_width(const ModelConfig& cfg) { return 2 * cfg.num_key_value_heads * cfg.head_dim; }
-  size_t active_bytes() const;
+  size_t active_bytes() const override;
 
  private:
-  const ModelConfig& cfg_;
   GqaWeights w_;
   const Rope& rope_;
-  int64_t H_, KVH_, hd_;
-  float scale_;
+  AttnShape shape_;
 };
 
 }  // namespace fathom

@@ -66,24 +66,4 @@ Rope::Rope(const ModelConfig& cfg, int64_t dim, bool interleaved) : dim_(dim), i
   }
 }
 
-void Rope::apply(float* x, int64_t heads, int64_t stride, int64_t pos) const {
-  const int64_t half = dim_ / 2;
-  // cos/sin of fp32 angles, as transformers forms them (position * inv_freq in fp32).
-  float cs[512], sn[512];
-  for (int64_t i = 0; i < half; ++i) {
-    const float ang = float(pos) * inv_freq_[i];
-    cs[i] = float(std::cos(double(ang))) * attn_factor_;
-    sn[i] = float(std::sin(double(ang))) * attn_factor_;
-  }
-  for (int64_t h = 0; h < heads; ++h) {
-    float* v = x + h * stride;
-    for (int64_t i = 0; i < half; ++i) {
-      const int64_t a = interleaved_ ? 2 * i : i, b = interleaved_ ? 2 * i + 1 : i + half;
-      const float x0 = v[a], x1 = v[b];
-      v[a] = x0 * cs[i] - x1 * sn[i];
-      v[b] = x1 * cs[i] + x0 * sn[i];
-    }
-  }
-}
-
 }  // namespace fathom

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "backend/backend.h"
 #include "io/config.h"
 
 namespace fathom {
@@ -13,8 +14,8 @@ class Rope {
   // dim: the rotated width per head. interleaved: rotate pairs (2i, 2i+1) as DeepSeek does;
   // otherwise (i, i + dim/2) as Llama/Qwen do.
   Rope(const ModelConfig& cfg, int64_t dim, bool interleaved);
-  // Rotates `heads` vectors of width dim (stride `stride` floats) at position pos, in place.
-  void apply(float* x, int64_t heads, int64_t stride, int64_t pos) const;
+  // What the backend's rope op needs (the table stays here, in host memory).
+  RopeParams params() const { return RopeParams{inv_freq_.data(), dim_, interleaved_, attn_factor_}; }
   const std::vector<float>& inv_freq() const { return inv_freq_; }
   float attention_factor() const { return attn_factor_; }
 

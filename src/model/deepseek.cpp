@@ -1,115 +1,101 @@
-// DeepSeek-V2 / V3 (and R1): MLA attention, DeepSeekMoE with shared experts.
-#include <fmt/format.h>
-
+// DeepSeek-V2 / V3 (and R1): MLA attention, DeepSeekMoE with shared experts, and V3's
+// multi-token prediction layers.
 #include "layers/ffn.h"
 #include "layers/mla.h"
 #include "model/transformer.h"
 
 namespace fathom {
 
-std::vector<WeightSpec> deepseek_weight_table(const ModelConfig& c) {
-  const int64_t D = c.hidden_size, H = c.num_attention_heads, V = c.vocab_size;
-  std::vector<WeightSpec> t;
-  t.push_back({"model.embed_tokens.weight", {V, D}, WeightKind::Matrix});
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const std::string p = fmt::format("model.layers.{}.", l);
-    t.push_back({p + "input_layernorm.weight", {D}, WeightKind::Vector});
-    t.push_back({p + "post_attention_layernorm.weight", {D}, WeightKind::Vector});
-    const std::string a = p + "self_attn.";
-    if (c.q_lora_rank > 0) {
-      t.push_back({a + "q_a_proj.weight", {c.q_lora_rank, D}});
-      t.push_back({a + "q_a_layernorm.weight", {c.q_lora_rank}, WeightKind::Vector});
-      t.push_back({a + "q_b_proj.weight", {H * c.qk_head_dim(), c.q_lora_rank}});
-    } else {
-      t.push_back({a + "q_proj.weight", {H * c.qk_head_dim(), D}});
-    }
-    t.push_back({a + "kv_a_proj_with_mqa.weight", {c.kv_lora_rank + c.qk_rope_head_dim, D}});
-    t.push_back({a + "kv_a_layernorm.weight", {c.kv_lora_rank}, WeightKind::Vector});
-    t.push_back({a + "kv_b_proj.weight", {H * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank}});
-    t.push_back({a + "o_proj.weight", {D, H * c.v_head_dim}});
-    const std::string m = p + "mlp.";
-    if (c.is_moe_layer(l)) {
-      const int64_t E = c.n_routed_experts, I = c.moe_intermediate_size;
-      t.push_back({m + "gate.weight", {E, D}, WeightKind::Matrix});
-      t.push_back({m + "gate.e_score_correction_bias", {E}, WeightKind::Vector,
-                   /*optional=*/c.topk_method != TopkMethod::NoauxTc});
-      for (int64_t e = 0; e < E; ++e) {
-        const std::string x = fmt::format("{}experts.{}.", m, e);
-        t.push_back({x + "gate_proj.weight", {I, D}});
-        t.push_back({x + "up_proj.weight", {I, D}});
-        t.push_back({x + "down_proj.weight", {D, I}});
-      }
-      if (c.n_shared_experts > 0) {
-        const int64_t S = I * c.n_shared_experts;
-        t.push_back({m + "shared_experts.gate_proj.weight", {S, D}});
-        t.push_back({m + "shared_experts.up_proj.weight", {S, D}});
-        t.push_back({m + "shared_experts.down_proj.weight", {D, S}});
-      }
-    } else {
-      t.push_back({m + "gate_proj.weight", {c.intermediate_size, D}});
-      t.push_back({m + "up_proj.weight", {c.intermediate_size, D}});
-      t.push_back({m + "down_proj.weight", {D, c.intermediate_size}});
-    }
-  }
-  t.push_back({"model.norm.weight", {D}, WeightKind::Vector});
-  if (!c.tie_word_embeddings) t.push_back({"lm_head.weight", {V, D}});
-  return t;
+RoleTable deepseek_roles(const ModelConfig& c) {
+  const int64_t D = c.hidden_size, H = c.num_attention_heads, V = c.vocab_size, E = c.n_routed_experts;
+  const int64_t I = c.moe_intermediate_size, S = c.moe_intermediate_size * c.n_shared_experts;
+  const int64_t FI = c.intermediate_size, QL = c.q_lora_rank, KVL = c.kv_lora_rank, R = c.qk_rope_head_dim;
+  const bool lora = QL > 0, shared = c.n_shared_experts > 0, noaux = c.topk_method == TopkMethod::NoauxTc;
+  using enum Role;
+  using enum Scope;
+  using enum WeightKind;
+  const LayerSet All = LayerSet::All, Dense = LayerSet::Dense, Moe = LayerSet::Moe;
+  return {
+      // when  role          scope   layers kind    shape               safetensors name / GGUF name
+      {true, Embed, Model, All, Matrix, {V, D}, "model.embed_tokens.weight", "token_embd.weight"},
+      {true, AttnNorm, Layer, All, Vector, {D}, "model.layers.{L}.input_layernorm.weight", "blk.{L}.attn_norm.weight"},
+      {true, FfnNorm, Layer, All, Vector, {D}, "model.layers.{L}.post_attention_layernorm.weight", "blk.{L}.ffn_norm.weight"},
+      {lora, AttnQA, Layer, All, Linear, {QL, D}, "model.layers.{L}.self_attn.q_a_proj.weight", "blk.{L}.attn_q_a.weight"},
+      {lora, AttnQANorm, Layer, All, Vector, {QL}, "model.layers.{L}.self_attn.q_a_layernorm.weight", "blk.{L}.attn_q_a_norm.weight"},
+      {lora, AttnQB, Layer, All, Linear, {H * c.qk_head_dim(), QL}, "model.layers.{L}.self_attn.q_b_proj.weight", "blk.{L}.attn_q_b.weight"},
+      {!lora, AttnQ, Layer, All, Linear, {H * c.qk_head_dim(), D}, "model.layers.{L}.self_attn.q_proj.weight", "blk.{L}.attn_q.weight"},
+      {true, AttnKvA, Layer, All, Linear, {KVL + R, D}, "model.layers.{L}.self_attn.kv_a_proj_with_mqa.weight", "blk.{L}.attn_kv_a_mqa.weight"},
+      {true, AttnKvANorm, Layer, All, Vector, {KVL}, "model.layers.{L}.self_attn.kv_a_layernorm.weight", "blk.{L}.attn_kv_a_norm.weight"},
+      {true, AttnKvB, Layer, All, Linear, {H * (c.qk_nope_head_dim + c.v_head_dim), KVL}, "model.layers.{L}.self_attn.kv_b_proj.weight", "blk.{L}.attn_kv_b.weight"},
+      {true, AttnO, Layer, All, Linear, {D, H * c.v_head_dim}, "model.layers.{L}.self_attn.o_proj.weight", "blk.{L}.attn_output.weight"},
+      {true, MoeRouter, Layer, Moe, Matrix, {E, D}, "model.layers.{L}.mlp.gate.weight", "blk.{L}.ffn_gate_inp.weight"},
+      {true, MoeRouterBias, Layer, Moe, Vector, {E}, "model.layers.{L}.mlp.gate.e_score_correction_bias", "blk.{L}.exp_probs_b.bias", /*optional=*/!noaux},
+      {true, ExpertGate, Expert, Moe, Linear, {I, D}, "model.layers.{L}.mlp.experts.{E}.gate_proj.weight", "blk.{L}.ffn_gate_exps.weight"},
+      {true, ExpertUp, Expert, Moe, Linear, {I, D}, "model.layers.{L}.mlp.experts.{E}.up_proj.weight", "blk.{L}.ffn_up_exps.weight"},
+      {true, ExpertDown, Expert, Moe, Linear, {D, I}, "model.layers.{L}.mlp.experts.{E}.down_proj.weight", "blk.{L}.ffn_down_exps.weight"},
+      {shared, SharedGate, Layer, Moe, Linear, {S, D}, "model.layers.{L}.mlp.shared_experts.gate_proj.weight", "blk.{L}.ffn_gate_shexp.weight"},
+      {shared, SharedUp, Layer, Moe, Linear, {S, D}, "model.layers.{L}.mlp.shared_experts.up_proj.weight", "blk.{L}.ffn_up_shexp.weight"},
+      {shared, SharedDown, Layer, Moe, Linear, {D, S}, "model.layers.{L}.mlp.shared_experts.down_proj.weight", "blk.{L}.ffn_down_shexp.weight"},
+      {true, FfnGate, Layer, Dense, Linear, {FI, D}, "model.layers.{L}.mlp.gate_proj.weight", "blk.{L}.ffn_gate.weight"},
+      {true, FfnUp, Layer, Dense, Linear, {FI, D}, "model.layers.{L}.mlp.up_proj.weight", "blk.{L}.ffn_up.weight"},
+      {true, FfnDown, Layer, Dense, Linear, {D, FI}, "model.layers.{L}.mlp.down_proj.weight", "blk.{L}.ffn_down.weight"},
+      {true, MtpEmbed, Mtp, All, Matrix, {V, D}, "model.layers.{L}.embed_tokens.weight", "blk.{L}.nextn.embed_tokens.weight", /*optional=*/true},
+      {true, MtpEnorm, Mtp, All, Vector, {D}, "model.layers.{L}.enorm.weight", "blk.{L}.nextn.enorm.weight"},
+      {true, MtpHnorm, Mtp, All, Vector, {D}, "model.layers.{L}.hnorm.weight", "blk.{L}.nextn.hnorm.weight"},
+      {true, MtpEhProj, Mtp, All, Linear, {D, 2 * D}, "model.layers.{L}.eh_proj.weight", "blk.{L}.nextn.eh_proj.weight"},
+      {true, MtpHeadNorm, Mtp, All, Vector, {D}, "model.layers.{L}.shared_head.norm.weight", "blk.{L}.nextn.shared_head_norm.weight"},
+      {true, MtpHead, Mtp, All, Linear, {V, D}, "model.layers.{L}.shared_head.head.weight", "blk.{L}.nextn.shared_head_head.weight", /*optional=*/true},
+      {true, FinalNorm, Model, All, Vector, {D}, "model.norm.weight", "output_norm.weight"},
+      {!c.tie_word_embeddings, LmHead, Model, All, Linear, {V, D}, "lm_head.weight", "output.weight"},
+  };
 }
 
 namespace {
 
-MlpWeights mlp_at(const Weights& w, const std::string& p) {
-  MlpWeights m;
-  m.gate = &w.linear(p + "gate_proj.weight");
-  m.up = &w.linear(p + "up_proj.weight");
-  m.down = &w.linear(p + "down_proj.weight");
-  return m;
+MlpWeights mlp_at(const Weights& w, Role gate, Role up, Role down, int64_t l, int64_t e = -1) {
+  return MlpWeights{w.find(gate, l, e), w.find(up, l, e), w.find(down, l, e)};
 }
 
 class DeepseekModel : public Transformer {
  public:
   DeepseekModel(const std::string& dir, ModelConfig cfg, const LoadOpts& opts)
-      : Transformer(cfg, std::make_unique<Weights>(dir, cfg, deepseek_weight_table(cfg), opts), opts) {
-    const ModelConfig& c = cfg_;
-    const Weights& w = *weights_;
+      : Transformer(cfg, dir, deepseek_roles(cfg), opts) {
     // DeepSeek rotates interleaved pairs (transformers' rope_interleave, on by default).
-    rope_ = std::make_unique<Rope>(c, c.qk_rope_head_dim, c.arch == Arch::DeepseekV2 || c.rope_interleave);
-    kv_width_ = MlaAttention::cache_width(c);
-    embed_ = &w.linear("model.embed_tokens.weight");
-    final_norm_ = &w.vec("model.norm.weight");
-    lm_head_ = c.tie_word_embeddings ? embed_ : &w.linear("lm_head.weight");
-    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-      const std::string p = fmt::format("model.layers.{}.", l), a = p + "self_attn.", m = p + "mlp.";
-      DecoderLayer L;
-      L.input_norm = &w.vec(p + "input_layernorm.weight");
-      L.post_norm = &w.vec(p + "post_attention_layernorm.weight");
-      MlaWeights mw;
-      if (c.q_lora_rank > 0) {
-        mw.q_a = &w.linear(a + "q_a_proj.weight");
-        mw.q_a_norm = &w.vec(a + "q_a_layernorm.weight");
-        mw.q_b = &w.linear(a + "q_b_proj.weight");
-      } else {
-        mw.q = &w.linear(a + "q_proj.weight");
-      }
-      mw.kv_a = &w.linear(a + "kv_a_proj_with_mqa.weight");
-      mw.kv_a_norm = &w.vec(a + "kv_a_layernorm.weight");
-      mw.kv_b = &w.linear(a + "kv_b_proj.weight");
-      mw.o = &w.linear(a + "o_proj.weight");
-      auto attn = std::make_unique<MlaAttention>(c, std::move(mw), *rope_);
-      L.attn_bytes = attn->active_bytes();
-      L.attn = std::move(attn);
-      if (c.is_moe_layer(l)) {
-        MoeWeights mo;
-        mo.router = &w.linear(m + "gate.weight");
-        if (w.has(m + "gate.e_score_correction_bias")) mo.bias = &w.vec(m + "gate.e_score_correction_bias");
-        for (int64_t e = 0; e < c.n_routed_experts; ++e) mo.experts.push_back(mlp_at(w, fmt::format("{}experts.{}.", m, e)));
-        if (c.n_shared_experts > 0) mo.shared = mlp_at(w, m + "shared_experts.");
-        L.ffn = std::make_unique<Moe>(c, std::move(mo));
-      } else {
-        L.ffn = std::make_unique<Mlp>(mlp_at(w, m));
-      }
-      layers_.push_back(std::move(L));
+    rope_ = std::make_unique<Rope>(cfg_, cfg_.qk_rope_head_dim, cfg_.arch == Arch::DeepseekV2 || cfg_.rope_interleave);
+    kv_width_ = MlaAttention::cache_width(cfg_);
+    for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) layers_.push_back(layer(l, opts));
+    build_mtp([&](int64_t l) { return layer(l, opts); });
+  }
+
+ private:
+  DecoderLayer layer(int64_t l, const LoadOpts& opts) {
+    const Weights& w = *weights_;
+    DecoderLayer L;
+    L.cache_layer = l;
+    L.input_norm = &w.get(Role::AttnNorm, l);
+    L.post_norm = &w.get(Role::FfnNorm, l);
+    MlaWeights mw;
+    mw.q_a = w.find(Role::AttnQA, l);
+    mw.q_a_norm = w.find(Role::AttnQANorm, l);
+    mw.q_b = w.find(Role::AttnQB, l);
+    mw.q = w.find(Role::AttnQ, l);
+    mw.kv_a = &w.get(Role::AttnKvA, l);
+    mw.kv_a_norm = &w.get(Role::AttnKvANorm, l);
+    mw.kv_b = &w.get(Role::AttnKvB, l);
+    mw.o = &w.get(Role::AttnO, l);
+    L.attn = std::make_unique<MlaAttention>(*be_, cfg_, std::move(mw), *rope_);
+    if (cfg_.is_moe_layer(l)) {
+      MoeWeights mo;
+      mo.router = &w.get(Role::MoeRouter, l);
+      mo.bias = w.find(Role::MoeRouterBias, l);
+      for (int64_t e = 0; e < cfg_.n_routed_experts; ++e)
+        mo.experts.push_back(mlp_at(w, Role::ExpertGate, Role::ExpertUp, Role::ExpertDown, l, e));
+      mo.shared = mlp_at(w, Role::SharedGate, Role::SharedUp, Role::SharedDown, l);
+      L.ffn = std::make_unique<Moe>(cfg_, std::move(mo), opts.experts);
+    } else {
+      L.ffn = std::make_unique<Mlp>(mlp_at(w, Role::FfnGate, Role::FfnUp, Role::FfnDown, l));
     }
+    return L;
   }
 };
 

@@ -1,6 +1,7 @@
 #pragma once
 // The dense decoder families (Llama, Qwen2): GQA attention + SwiGLU MLP. The family files
 // say which biases their checkpoints carry.
+#include "model/roles.h"
 #include "model/transformer.h"
 
 namespace fathom {
@@ -11,7 +12,7 @@ struct DenseFamily {
   bool mlp_bias = false;  // gate/up/down have biases
 };
 
-std::vector<WeightSpec> dense_weight_table(const ModelConfig& c, const DenseFamily& f);
+RoleTable dense_roles(const ModelConfig& c, const DenseFamily& f);
 std::unique_ptr<Model> build_dense(const std::string& dir, ModelConfig cfg, const DenseFamily& fam,
                                    const LoadOpts& opts);
 

@@ -8,7 +8,7 @@ static DenseFamily llama_family(const ModelConfig& c) {
   return DenseFamily{.qkv_bias = c.attention_bias, .o_bias = c.attention_bias, .mlp_bias = c.mlp_bias};
 }
 
-std::vector<WeightSpec> llama_weight_table(const ModelConfig& c) { return dense_weight_table(c, llama_family(c)); }
+RoleTable llama_roles(const ModelConfig& c) { return dense_roles(c, llama_family(c)); }
 
 std::unique_ptr<Model> build_llama(const std::string& dir, ModelConfig cfg, const LoadOpts& opts) {
   const DenseFamily f = llama_family(cfg);

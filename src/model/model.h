@@ -7,16 +7,15 @@
 #include <string>
 #include <vector>
 
-#include "core/thread_pool.h"
+#include "backend/kv_cache.h"
 #include "io/config.h"
-#include "model/kv_cache.h"
+#include "layers/common.h"
+#include "layers/ffn.h"
 
 namespace fathom {
 
-enum class AttnMode { Absorbed, Naive };  // MLA only: naive expands k/v from the latent cache
-
 // Called with named intermediate tensors ("embed", "layer.3", "final_norm") of shape
-// [rows, cols] so they can be dumped and diffed layer by layer.
+// [rows, cols] in host memory, so they can be dumped and diffed layer by layer.
 using TraceFn = std::function<void(const std::string& name, const float* data, int64_t rows, int64_t cols)>;
 
 // One sequence's new tokens, at positions pos .. pos+n-1 of cache slot `slot`.
@@ -31,13 +30,17 @@ struct SeqChunk {
 struct ForwardOpts {
   AttnMode attn = AttnMode::Absorbed;
   const TraceFn* trace = nullptr;
+  // When set: the hidden states after the final norm, [rows, hidden] for every row of the
+  // batch (host memory), e.g. for DeepSeek's MTP modules.
+  float* final_hidden = nullptr;
 };
 
 struct LoadOpts {
   int threads = 0;             // 0: all cores
   std::string quant;           // "", "q8_0", "q4_0": requantize linear weights at load
   bool progress = false;       // progress bar on stderr
-  bool repack = true;          // let the CPU backend rearrange block formats for its fastest kernel
+  bool repack = true;          // let the backend rearrange block formats for its fastest kernel
+  ExpertPlacement experts;     // routed experts this process holds (empty: all)
 };
 
 class Model {
@@ -50,15 +53,16 @@ class Model {
   virtual size_t weight_bytes() const = 0;
   // Bytes of weights read to decode one token (active experts only).
   virtual size_t active_bytes_per_token() const = 0;
-  virtual ThreadPool& pool() = 0;
+  // The backend every op of this model runs on (its buffers and caches come from it too).
+  virtual Backend& backend() const = 0;
 
-  // Runs the chunks as one batch. logits: [rows, vocab] where rows counts, per chunk in
-  // order, n if all_logits else 1. Not reentrant: one forward at a time per model.
+  // Runs the chunks as one batch. logits: [rows, vocab] host memory, where rows counts, per
+  // chunk in order, n if all_logits else 1. Not reentrant: one forward at a time per model.
   virtual void forward(const std::vector<SeqChunk>& batch, KvCache& cache, float* logits,
                        const ForwardOpts& opts = {}) = 0;
 
   KvCache make_cache(int64_t n_slots, int64_t max_ctx) const {
-    return KvCache(config().num_hidden_layers, kv_width(), n_slots, max_ctx);
+    return KvCache(backend(), config().num_hidden_layers, kv_width(), n_slots, max_ctx);
   }
 };
 

@@ -5,7 +5,7 @@ namespace fathom {
 
 static DenseFamily qwen2_family(const ModelConfig&) { return DenseFamily{.qkv_bias = true}; }
 
-std::vector<WeightSpec> qwen2_weight_table(const ModelConfig& c) { return dense_weight_table(c, qwen2_family(c)); }
+RoleTable qwen2_roles(const ModelConfig& c) { return dense_roles(c, qwen2_family(c)); }
 
 std::unique_ptr<Model> build_qwen2(const std::string& dir, ModelConfig cfg, const LoadOpts& opts) {
   const DenseFamily f = qwen2_family(cfg);

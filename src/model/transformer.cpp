@@ -1,26 +1,45 @@
 #include "model/transformer.h"
 
-#include "layers/ops.h"
-
 namespace fathom {
 
-Transformer::Transformer(ModelConfig cfg, std::unique_ptr<Weights> weights, const LoadOpts& opts)
-    : cfg_(std::move(cfg)), weights_(std::move(weights)), pool_(opts.threads) {}
+Transformer::Transformer(ModelConfig cfg, const std::string& dir, const RoleTable& table, const LoadOpts& opts)
+    : cfg_(std::move(cfg)), be_(make_backend({opts.threads})),
+      weights_(std::make_unique<Weights>(*be_, dir, cfg_, table, opts)) {
+  embed_ = &weights_->get(Role::Embed);
+  final_norm_ = &weights_->get(Role::FinalNorm);
+  lm_head_ = cfg_.tie_word_embeddings ? embed_ : &weights_->get(Role::LmHead);
+}
 
 size_t Transformer::active_bytes_per_token() const {
   size_t n = lm_head_->bytes();
-  for (auto& l : layers_) n += l.attn_bytes + l.ffn->active_bytes();
+  for (auto& l : layers_) n += l.attn->active_bytes() + l.ffn->active_bytes();
   return n;
 }
 
-enum : size_t { kX = 100, kH, kOut, kNorm, kEmbedRow };
+void Transformer::build_mtp(const std::function<DecoderLayer(int64_t layer)>& decoder_layer) {
+  const Weights& w = *weights_;
+  for (int64_t l = cfg_.num_hidden_layers; l < cfg_.num_hidden_layers + cfg_.num_nextn_predict_layers; ++l) {
+    if (!w.has_layer(l)) continue;
+    MtpModule m;
+    m.enorm = &w.get(Role::MtpEnorm, l);
+    m.hnorm = &w.get(Role::MtpHnorm, l);
+    m.eh_proj = &w.get(Role::MtpEhProj, l);
+    m.embed = w.find(Role::MtpEmbed, l) ? w.find(Role::MtpEmbed, l) : embed_;
+    m.head_norm = &w.get(Role::MtpHeadNorm, l);
+    m.head = w.find(Role::MtpHead, l) ? w.find(Role::MtpHead, l) : lm_head_;
+    m.layer = decoder_layer(l);
+    mtp_.push_back(std::move(m));
+  }
+}
 
 void Transformer::forward(const std::vector<SeqChunk>& batch, KvCache& cache, float* logits,
                           const ForwardOpts& opts) {
+  Backend& be = *be_;
   const int64_t D = cfg_.hidden_size, V = cfg_.vocab_size;
   // Flatten the chunks into rows.
   rows_.slot.clear();
   rows_.pos.clear();
+  tokens_.clear();
   logit_rows_.clear();
   for (const SeqChunk& c : batch) {
     if (c.n <= 0) fail("forward: empty chunk for slot {}", c.slot);
@@ -28,48 +47,48 @@ void Transformer::forward(const std::vector<SeqChunk>& batch, KvCache& cache, fl
     for (int64_t i = 0; i < c.n; ++i) {
       const int32_t tok = c.tokens[i];
       if (tok < 0 || tok >= V) fail("token id {} is out of range (vocab_size {})", tok, V);
-      if (c.all_logits || i == c.n - 1) logit_rows_.push_back(int64_t(rows_.slot.size()));
+      if (c.all_logits || i == c.n - 1) logit_rows_.push_back(int32_t(rows_.slot.size()));
       rows_.slot.push_back(c.slot);
       rows_.pos.push_back(c.pos + i);
+      tokens_.push_back(tok);
     }
   }
   const int64_t R = rows_.rows = int64_t(rows_.slot.size());
-  float* x = scratch_.get(kX, size_t(R * D));      // [R, D] residual stream
-  float* h = scratch_.get(kH, size_t(R * D));      // [R, D] normed input of a sublayer
-  float* out = scratch_.get(kOut, size_t(R * D));  // [R, D] sublayer output
-  {
-    int64_t r = 0;
-    for (const SeqChunk& c : batch)
-      for (int64_t i = 0; i < c.n; ++i, ++r) cpu::dequantize_row(*embed_, c.tokens[i], x + r * D);
-  }
+  float* x = acts_.stack.x.get(be, size_t(R * D));  // [R, D] residual stream
+  be.embed(*embed_, tokens_.data(), R, x);
   auto trace = [&](const std::string& name, const float* p) {
-    if (opts.trace) (*opts.trace)(name, p, R, D);
+    if (!opts.trace) return;
+    if (be.host_memory()) return (*opts.trace)(name, p, R, D);
+    trace_buf_.resize(size_t(R * D));
+    be.read(trace_buf_.data(), p, size_t(R * D));
+    (*opts.trace)(name, trace_buf_.data(), R, D);
   };
   trace("embed", x);
 
   LayerCtx ctx;
+  ctx.be = &be;
   ctx.batch = &rows_;
   ctx.cache = &cache;
-  ctx.pool = &pool_;
-  ctx.scratch = &scratch_;
+  ctx.acts = &acts_;
   ctx.attn = opts.attn;
   for (size_t l = 0; l < layers_.size(); ++l) {
-    DecoderLayer& L = layers_[l];
-    ctx.layer = int64_t(l);
-    ops::rmsnorm(x, L.input_norm->data(), h, R, D, cfg_.rms_norm_eps);
-    L.attn->forward(h, out, ctx);
-    for (int64_t i = 0; i < R * D; ++i) x[i] += out[i];
-    ops::rmsnorm(x, L.post_norm->data(), h, R, D, cfg_.rms_norm_eps);
-    L.ffn->forward(h, out, R, ctx);
-    for (int64_t i = 0; i < R * D; ++i) x[i] += out[i];
+    decoder_layer_forward(layers_[l], x, D, cfg_.rms_norm_eps, ctx);
     trace("layer." + std::to_string(l), x);
   }
-  ops::rmsnorm(x, final_norm_->data(), h, R, D, cfg_.rms_norm_eps);
+  float* h = acts_.stack.h.get(be, size_t(R * D));  // [R, D]
+  be.rmsnorm({x, R, D, D}, *final_norm_, {h, R, D, D}, cfg_.rms_norm_eps);
   trace("final_norm", h);
+  if (opts.final_hidden) be.read(opts.final_hidden, h, size_t(R * D));
   const int64_t NL = int64_t(logit_rows_.size());
-  float* hn = scratch_.get(kNorm, size_t(NL * D));  // [NL, D]
-  for (int64_t i = 0; i < NL; ++i) std::memcpy(hn + i * D, h + logit_rows_[size_t(i)] * D, size_t(D) * 4);
-  cpu::matmul(*lm_head_, hn, NL, logits, pool_);
+  float* hn = acts_.stack.head_in.get(be, size_t(NL * D));  // [NL, D]
+  be.gather_rows(h, D, logit_rows_.data(), NL, hn);
+  if (be.host_memory()) {
+    be.matmul(*lm_head_, hn, NL, logits);
+  } else {
+    float* l = logits_buf_.get(be, size_t(NL * V));  // [NL, V]
+    be.matmul(*lm_head_, hn, NL, l);
+    be.read(logits, l, size_t(NL * V));
+  }
 }
 
 }  // namespace fathom

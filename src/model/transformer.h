@@ -1,56 +1,66 @@
 #pragma once
-// The decoder stack every family shares: embed → [norm → attn → add, norm → ffn → add] × L →
-// norm → lm_head. A family file only builds the layers from its weight table.
+// The decoder stack every family shares: embed → decoder layer × L → norm → lm_head. A family
+// file only builds the layers from its role table.
 #include <memory>
 #include <vector>
 
-#include "layers/common.h"
+#include "layers/decoder.h"
 #include "layers/rope.h"
 #include "model/model.h"
 #include "model/weights.h"
 
 namespace fathom {
 
-struct DecoderLayer {
-  const std::vector<float>* input_norm = nullptr;  // [D]
-  const std::vector<float>* post_norm = nullptr;   // [D]
-  std::unique_ptr<AttnLayer> attn;
-  std::unique_ptr<FfnLayer> ffn;
-  size_t attn_bytes = 0;
+// DeepSeek's multi-token prediction module k (present when the checkpoint has it): the next
+// token's embedding and the previous depth's hidden state, normed, joined by eh_proj, then
+// one decoder layer and a shared-head norm + output projection.
+struct MtpModule {
+  const Weight* enorm = nullptr;      // [D]
+  const Weight* hnorm = nullptr;      // [D]
+  const Weight* eh_proj = nullptr;    // [D, 2D]
+  const Weight* embed = nullptr;      // [V, D] (DeepSeek-V3 ships a copy of the main one)
+  const Weight* head_norm = nullptr;  // [D]
+  const Weight* head = nullptr;       // [V, D]
+  DecoderLayer layer;
 };
 
 class Transformer : public Model {
  public:
-  Transformer(ModelConfig cfg, std::unique_ptr<Weights> weights, const LoadOpts& opts);
+  Transformer(ModelConfig cfg, const std::string& dir, const RoleTable& table, const LoadOpts& opts);
 
   const ModelConfig& config() const override { return cfg_; }
   int64_t kv_width() const override { return kv_width_; }
   size_t weight_bytes() const override { return weights_->bytes(); }
   size_t active_bytes_per_token() const override;
-  ThreadPool& pool() override { return pool_; }
+  Backend& backend() const override { return *be_; }
   void forward(const std::vector<SeqChunk>& batch, KvCache& cache, float* logits,
                const ForwardOpts& opts) override;
 
+  const std::vector<MtpModule>& mtp() const { return mtp_; }
+
  protected:
+  // Builds the MTP modules the checkpoint has, with the family's attention and FFN builders.
+  void build_mtp(const std::function<DecoderLayer(int64_t layer)>& decoder_layer);
+
   ModelConfig cfg_;
+  std::unique_ptr<Backend> be_;  // first: every weight and buffer below is its memory
   std::unique_ptr<Weights> weights_;
-  ThreadPool pool_;
   std::unique_ptr<Rope> rope_;
   int64_t kv_width_ = 0;
-  const cpu::WeightView* embed_ = nullptr;    // [V, D]
-  const std::vector<float>* final_norm_ = nullptr;
-  const cpu::WeightView* lm_head_ = nullptr;  // [V, D]
+  const Weight* embed_ = nullptr;       // [V, D]
+  const Weight* final_norm_ = nullptr;  // [D]
+  const Weight* lm_head_ = nullptr;     // [V, D]
   std::vector<DecoderLayer> layers_;
+  std::vector<MtpModule> mtp_;
 
  private:
-  Scratch scratch_;
+  Activations acts_;
   BatchRows rows_;
-  std::vector<int64_t> logit_rows_;
+  std::vector<int32_t> tokens_;      // [rows] the batch's token ids
+  std::vector<int32_t> logit_rows_;  // rows whose logits are wanted
+  Buf logits_buf_;                   // [NL, V] for a backend whose memory is not the host's
+  std::vector<float> trace_buf_;
 };
-
-// Each family's weight table (also used to write random checkpoints).
-std::vector<WeightSpec> deepseek_weight_table(const ModelConfig& c);
-std::vector<WeightSpec> weight_table(const ModelConfig& c);
 
 // Family builders (one file each).
 std::unique_ptr<Model> build_deepseek(const std::string& dir, ModelConfig cfg, const LoadOpts& opts);

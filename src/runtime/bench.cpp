@@ -7,7 +7,6 @@
 #include <optional>
 #include <string>
 
-#include "backend/cpu/bandwidth.h"
 #include "core/error.h"
 #include "runtime/kl.h"
 #include "runtime/sampler.h"
@@ -117,10 +116,10 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
   // The probe's buffer is not the model's: its resident bytes are taken off the high-water
   // mark, which is read last while the probe still lives.
   size_t peak_rss = peak_rss_bytes();
-  std::optional<cpu::ReadProbe> probe;
-  if (o.measure_bandwidth) probe.emplace(model.pool(), o.bandwidth_bytes);
+  std::unique_ptr<BandwidthProbe> probe;
+  if (o.measure_bandwidth) probe = model.backend().bandwidth_probe(o.bandwidth_bytes);
   BenchResult r;
-  r.threads = model.pool().size();
+  r.threads = model.backend().threads();
   r.prompt_tokens = o.prompt_tokens;
   r.decode_tokens = o.decode_tokens;
   std::vector<double> prefill, decode, steps, roofline_gbs;
@@ -128,7 +127,7 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
   std::function<void(double)> between;
   if (probe)
     between = [&](double s) {
-      const cpu::ReadProbe::Sample p = probe->read_for(s);
+      const BandwidthProbe::Sample p = probe->read_for(s);
       probe_bytes += p.bytes;
       probe_sec += p.seconds;
       r.bandwidth_best_pass_gbs = std::max(r.bandwidth_best_pass_gbs, p.best_gbs);
