@@ -33,14 +33,7 @@ struct Planned {
 // The kernels' view of a stored matrix: dequantize_row then gives exactly the values the
 // loader would requantize (FP8 with its block scales).
 cpu::WeightView weight_view(const StoredMatrix& m) {
-  cpu::WeightView w;
-  w.dtype = m.dtype;
-  w.rows = m.rows;
-  w.cols = m.cols;
-  w.data = m.data;
-  w.block_scale = m.block_scale;
-  w.block = m.block;
-  return w;
+  return cpu::WeightView{m.dtype, m.rows, m.cols, m.data, m.block_scale, m.block, cpu::Layout::Rows};
 }
 
 void write_config(const fs::path& src_dir, const fs::path& out_dir, bool keeps_fp8) {
