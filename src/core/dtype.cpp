@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "core/error.h"
+
 namespace fathom {
 
 std::string_view dtype_name(DType t) {
@@ -59,6 +61,13 @@ size_t dtype_block_bytes(DType t) {
 
 size_t dtype_bytes(DType t, int64_t n) {
   return size_t(n / dtype_block_values(t)) * dtype_block_bytes(t);
+}
+
+std::optional<DType> parse_block_quant(const std::string& q) {
+  if (q.empty() || q == "none") return std::nullopt;
+  if (q == "q8_0") return DType::Q8_0;
+  if (q == "q4_0") return DType::Q4_0;
+  fail("unknown quant '{}' (supported: q8_0, q4_0)", q);
 }
 
 float f16_to_f32(uint16_t h) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace fathom {
@@ -30,6 +31,9 @@ int dtype_block_values(DType t);
 size_t dtype_block_bytes(DType t);
 // Bytes of `n` values; n must be a multiple of the block size.
 size_t dtype_bytes(DType t, int64_t n);
+// A block format named on the command line: "" or "none" → nullopt (keep the stored
+// formats), "q8_0" → Q8_0, "q4_0" → Q4_0; anything else throws fathom::Error.
+std::optional<DType> parse_block_quant(const std::string& q);
 
 inline float bf16_to_f32(uint16_t h) {
   uint32_t u = uint32_t(h) << 16;

@@ -268,17 +268,18 @@ ModelConfig ModelConfig::from_json(const json& j) {
   return c;
 }
 
-ModelConfig ModelConfig::load(const std::string& dir) {
-  std::filesystem::path p = std::filesystem::path(dir) / "config.json";
-  std::ifstream in(p);
-  if (!in) fail("{}: cannot open", p.string());
-  json j;
+json read_config_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("{}: cannot open", path);
   try {
-    j = json::parse(in);
+    return json::parse(in);
   } catch (const json::exception& e) {
-    fail("{}: malformed JSON: {}", p.string(), e.what());
+    fail("{}: malformed JSON: {}", path, e.what());
   }
-  return from_json(j);
+}
+
+ModelConfig ModelConfig::load(const std::string& dir) {
+  return from_json(read_config_json((std::filesystem::path(dir) / "config.json").string()));
 }
 
 }  // namespace fathom

@@ -202,11 +202,12 @@ const TensorView& TensorStore::get(std::string_view name) const {
   return *t;
 }
 
-void TensorStore::release(const TensorView& t) const {
+void TensorStore::release(const TensorView& t, Edges edges) const {
   const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
-  const uintptr_t b = (reinterpret_cast<uintptr_t>(t.data) + page - 1) & ~(page - 1);
-  const uintptr_t e = (reinterpret_cast<uintptr_t>(t.data) + t.nbytes) & ~(page - 1);
-  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+  const uintptr_t in = edges == Edges::Keep ? page - 1 : 0, out = edges == Edges::Keep ? 0 : page - 1;
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(t.data) + in) & ~(page - 1);
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(t.data) + t.nbytes + out) & ~(page - 1);
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);  // advisory: failure is harmless
 }
 
 size_t TensorStore::total_bytes() const {

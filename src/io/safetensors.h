@@ -60,7 +60,11 @@ class TensorStore {
   size_t total_bytes() const;
   // Drops the pages of a tensor that was copied elsewhere (e.g. requantized), so resident
   // memory tracks the format in use. The mapping stays valid; pages reload if touched.
-  void release(const TensorView& t) const;
+  // Edges::Keep drops only pages wholly inside the tensor, so neighbours in use stay
+  // resident; Edges::Drop also drops the pages it shares with its neighbours, for a reader
+  // that streams through the checkpoint (tensors smaller than a page then leave nothing).
+  enum class Edges { Keep, Drop };
+  void release(const TensorView& t, Edges edges = Edges::Keep) const;
 
  private:
   std::vector<std::unique_ptr<MappedFile>> files_;

@@ -1,10 +1,6 @@
 #include "model/quantize_checkpoint.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -13,10 +9,12 @@
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/quantize.h"
 #include "core/error.h"
+#include "core/progress.h"
 #include "core/thread_pool.h"
 #include "io/config.h"
 #include "io/safetensors.h"
 #include "io/sharded_writer.h"
+#include "io/stored_matrix.h"
 #include "model/transformer.h"
 
 namespace fathom {
@@ -29,51 +27,17 @@ namespace {
 struct Planned {
   SafetensorsWriter::Entry entry;
   const TensorView* src = nullptr;
-  std::optional<cpu::WeightView> requant;  // set: requantize this source view row by row
+  std::optional<StoredMatrix> requant;  // set: requantize this matrix row by row
 };
 
-DType parse_block_format(const std::string& q) {
-  if (q == "q8_0") return DType::Q8_0;
-  if (q == "q4_0") return DType::Q4_0;
-  fail("--quant must be q8_0 or q4_0, not '{}'", q);
-}
-
-// The source view of a 2-D weight as the loader builds it (FP8 carries its block scales),
-// so dequantize_row gives exactly the values the loader would requantize.
-cpu::WeightView source_view(const TensorStore& store, const ModelConfig& cfg, const WeightSpec& spec,
-                            const TensorView& t) {
-  cpu::WeightView w;
-  w.dtype = t.dtype;
-  w.rows = spec.shape[0];
-  w.cols = spec.shape[1];
-  w.data = t.data;
-  if (t.dtype == DType::F8_E4M3) {
-    const TensorView& s = store.get(spec.name + "_scale_inv");
-    const int64_t blk = cfg.fp8_block_rows;
-    if (cfg.fp8_block_rows != cfg.fp8_block_cols)
-      fail("tensor '{}': non-square FP8 blocks {}x{} are not supported", spec.name, cfg.fp8_block_rows,
-           cfg.fp8_block_cols);
-    const std::vector<int64_t> want = {(w.rows + blk - 1) / blk, (w.cols + blk - 1) / blk};
-    if (s.dtype != DType::F32 || s.shape != want)
-      fail("tensor '{}': expected F32 {} scales, found {} {}", s.name, fmt::format("[{}, {}]", want[0], want[1]),
-           dtype_name(s.dtype), s.shape_str());
-    w.block_scale = static_cast<const float*>(s.data);
-    w.block = blk;
-  }
-  return w;
+// The kernels' view of a stored matrix: dequantize_row then gives exactly the values the
+// loader would requantize (FP8 with its block scales).
+cpu::WeightView weight_view(const StoredMatrix& m) {
+  return cpu::WeightView{m.dtype, m.rows, m.cols, m.data, m.block_scale, m.block, cpu::Layout::Rows};
 }
 
 void write_config(const fs::path& src_dir, const fs::path& out_dir, bool keeps_fp8) {
-  json cj;
-  {
-    std::ifstream in(src_dir / "config.json");
-    if (!in) fail("{}: cannot open", (src_dir / "config.json").string());
-    try {
-      cj = json::parse(in);
-    } catch (const json::exception& e) {
-      fail("{}: malformed JSON: {}", (src_dir / "config.json").string(), e.what());
-    }
-  }
+  json cj = read_config_json((src_dir / "config.json").string());
   // With every FP8 weight requantized, an fp8 quantization_config would describe tensors
   // that are no longer there.
   if (!keeps_fp8) cj.erase("quantization_config");
@@ -102,20 +66,12 @@ void write_requantized(const cpu::WeightView& w, DType fmt, SafetensorsWriter& o
   }
 }
 
-// Drops the source's mapped pages of a tensor already written from this process's resident
-// set (they stay in the page cache and fault back in if touched): without it, streaming a
-// checkpoint would leave the whole source resident.
-void release_pages(const void* data, size_t n) {
-  const auto page = uintptr_t(sysconf(_SC_PAGESIZE));
-  const uintptr_t b = reinterpret_cast<uintptr_t>(data) / page * page;
-  const uintptr_t e = reinterpret_cast<uintptr_t>(data) + n;
-  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);  // advisory: failure is harmless
-}
-
 }  // namespace
 
 QuantizeCheckpointResult quantize_checkpoint(const QuantizeCheckpointOpts& o) {
-  const DType fmt = parse_block_format(o.quant);
+  const std::optional<DType> quant = parse_block_quant(o.quant);
+  if (!quant) fail("quantize: a block format is required (q8_0 or q4_0)");
+  const DType fmt = *quant;
   const ModelConfig cfg = ModelConfig::load(o.model_dir);
   const TensorStore store = TensorStore::open(o.model_dir);
   const std::vector<WeightSpec> table = weight_table(cfg);
@@ -140,18 +96,21 @@ QuantizeCheckpointResult quantize_checkpoint(const QuantizeCheckpointOpts& o) {
     if (t->shape != spec.shape)
       fail("tensor '{}': shape {} disagrees with config.json", spec.name, t->shape_str());
     Planned p{{spec.name, t->dtype, t->shape}, t, std::nullopt};
-    // As at load: a matrix whose rows do not split into 32-value blocks keeps its format.
-    if (spec.kind == WeightKind::Linear && t->dtype != fmt && spec.shape[1] % 32 == 0) {
+    if (spec.kind != WeightKind::Linear) {
+      plan.push_back(std::move(p));
+      continue;
+    }
+    const StoredMatrix m = stored_matrix(store, cfg, *t);
+    if (requantizes_to(m.dtype, m.cols, fmt)) {
       p.entry.dtype = fmt;
-      p.requant = source_view(store, cfg, spec, *t);
+      p.requant = m;
       plan.push_back(std::move(p));
       continue;
     }
     plan.push_back(std::move(p));
-    if (t->dtype == DType::F8_E4M3) {  // kept as stored: its scales come with it
+    if (m.scale) {  // FP8 kept as stored: its scales come with it
       keeps_fp8 = true;
-      const TensorView& s = store.get(spec.name + "_scale_inv");
-      plan.push_back(Planned{{s.name, s.dtype, s.shape}, &s, std::nullopt});
+      plan.push_back(Planned{{m.scale->name, m.scale->dtype, m.scale->shape}, m.scale, std::nullopt});
     }
   }
 
@@ -167,27 +126,25 @@ QuantizeCheckpointResult quantize_checkpoint(const QuantizeCheckpointOpts& o) {
   for (const Planned& p : plan) entries.push_back(p.entry);
   ShardedWriter out(o.out_dir, std::move(entries), o.shard_bytes, {{"format", "pt"}, {"fathom_quant", o.quant}});
   res.shards = int64_t(out.shards());
-  const bool show = o.progress && isatty(2);
+  Progress progress(o.progress, "quantizing tensors", plan.size());
   for (size_t i = 0; i < plan.size(); ++i) {
     SafetensorsWriter& w = out.at(i);
     const Planned& p = plan[i];
     if (p.requant) {
-      write_requantized(*p.requant, fmt, w, pool);
+      write_requantized(weight_view(*p.requant), fmt, w, pool);
       ++res.quantized;
     } else {
       w.write(p.src->data, p.src->nbytes);
     }
-    release_pages(p.src->data, p.src->nbytes);
-    if (p.requant && p.requant->block_scale) release_pages(p.requant->block_scale, 4);
+    // Without this, streaming a checkpoint would leave the whole source resident.
+    store.release(*p.src, TensorStore::Edges::Drop);
+    if (p.requant && p.requant->scale) store.release(*p.requant->scale, TensorStore::Edges::Drop);
     res.bytes_in += p.src->nbytes;
     res.bytes_out += SafetensorsWriter::entry_bytes(p.entry);
     ++res.tensors;
-    if (show)
-      std::fprintf(stderr, "\rquantizing %zu/%zu tensors, %.2f GB written", i + 1, plan.size(),
-                   double(res.bytes_out) / 1e9);
+    progress.step(res.bytes_out);
   }
   out.finish();
-  if (show) std::fprintf(stderr, "\n");
   return res;
 }
 

@@ -1,7 +1,5 @@
 #include "model/random_checkpoint.h"
 
-#include <unistd.h>
-
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +7,8 @@
 
 #include "backend/cpu/quantize.h"
 #include "core/error.h"
+#include "core/progress.h"
+#include "core/random.h"
 #include "core/thread_pool.h"
 #include "io/config.h"
 #include "io/safetensors.h"
@@ -21,17 +21,10 @@ using nlohmann::json;
 
 namespace {
 
-// Counter-based generator: value i of tensor t depends only on (seed, t, i), so the output
-// is the same whatever the chunking or thread count.
-inline uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-// Uniform with standard deviation `std`.
+// Uniform with standard deviation `std`. Counter-based: value i of tensor t depends only on
+// (seed, t, i), so the output is the same whatever the chunking or thread count.
 inline float rnd(uint64_t key, uint64_t i, float std) {
-  const double u = double(mix(key ^ mix(i)) >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)
+  const double u = double(splitmix64(key ^ splitmix64(i)) >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)
   return float((2.0 * u - 1.0) * std * std::sqrt(3.0));
 }
 
@@ -44,16 +37,7 @@ struct Planned {
 }  // namespace
 
 uint64_t write_random_checkpoint(const RandomCheckpointOpts& o) {
-  json cj;
-  {
-    std::ifstream in(o.config_path);
-    if (!in) fail("{}: cannot open", o.config_path);
-    try {
-      cj = json::parse(in);
-    } catch (const json::exception& e) {
-      fail("{}: malformed JSON: {}", o.config_path, e.what());
-    }
-  }
+  json cj = read_config_json(o.config_path);
   const bool fp8 = o.dtype == "fp8";
   if (!fp8 && o.dtype != "bf16") fail("--dtype must be bf16 or fp8, not '{}'", o.dtype);
   if (fp8)
@@ -95,15 +79,17 @@ uint64_t write_random_checkpoint(const RandomCheckpointOpts& o) {
   for (const Planned& p : plan) entries.push_back(p.entry);
   ShardedWriter out(o.out_dir, std::move(entries), o.shard_bytes, {{"format", "pt"}});
   uint64_t total = 0;
-  const bool show = o.progress && isatty(2);
+  Progress progress(o.progress, "writing tensors", plan.size());
   std::vector<float> scales;  // the current FP8 weight's scale_inv, written right after it
   for (size_t i = 0; i < plan.size(); ++i) {
     SafetensorsWriter& w = out.at(i);
     const Planned& p = plan[i];
-    const uint64_t key = mix(o.seed * 1000003 + i);
+    const uint64_t key = splitmix64(o.seed * 1000003 + i);
     const WeightSpec& s = *p.spec;
     if (p.fp8_scale) {
       w.write(scales.data(), scales.size() * 4);
+      total += SafetensorsWriter::entry_bytes(p.entry);
+      progress.step(total);
       continue;
     }
     const int64_t cols = s.shape.size() > 1 ? s.shape[1] : s.shape[0];
@@ -134,10 +120,9 @@ uint64_t write_random_checkpoint(const RandomCheckpointOpts& o) {
       }
     }
     total += SafetensorsWriter::entry_bytes(p.entry);
-    if (show) std::fprintf(stderr, "\rwriting %zu/%zu tensors, %.2f GB", i + 1, plan.size(), double(total) / 1e9);
+    progress.step(total);
   }
   out.finish();
-  if (show) std::fprintf(stderr, "\n");
   return out.bytes();
 }
 

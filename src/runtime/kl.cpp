@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/random.h"
 
 namespace fathom {
 
@@ -15,13 +16,6 @@ double log_sum_exp(const float* l, int64_t V) {
   double s = 0;
   for (int64_t i = 0; i < V; ++i) s += std::exp(double(l[i]) - m);
   return double(m) + std::log(s);
-}
-
-inline uint64_t splitmix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
 }
 
 }  // namespace
@@ -51,7 +45,7 @@ void LogitAgreement::add(const float* ref, const float* q, int64_t T, int64_t V)
 std::vector<int32_t> pseudo_random_ids(int64_t n, int64_t vocab, uint64_t seed) {
   if (vocab <= 0) fail("pseudo_random_ids: vocab {} is not positive", vocab);
   std::vector<int32_t> ids(size_t(std::max<int64_t>(n, 0)));
-  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(splitmix(splitmix(seed) ^ i) % uint64_t(vocab));
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(splitmix64(splitmix64(seed) ^ i) % uint64_t(vocab));
   return ids;
 }
 

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/row_tiles.h"
 #include "backend/cpu/simd.h"
 
 FATHOM_AVX2_BEGIN
@@ -159,21 +160,10 @@ template <class L>
 void run_float(const Job& job, int64_t n0, int64_t n1) {
   static constexpr auto table = make_table<L>(std::make_index_sequence<kR * kCGemv>{});
   const WeightView& w = *job.w;
-  const int64_t K = w.cols, N = w.rows, m = job.m;
-  // Column panels sized so a panel of weights stays in L2 while every row tile passes over it.
-  const int64_t panel = std::max<int64_t>(16, (256 << 10) / std::max<int64_t>(1, int64_t(w.row_bytes())));
-  for (int64_t p0 = n0; p0 < n1; p0 += panel) {
-    const int64_t p1 = std::min(n1, p0 + panel);
-    for (int64_t i0 = 0; i0 < m; i0 += kR) {
-      const int r = int(std::min<int64_t>(kR, m - i0));
-      const int cmax = r == 1 ? kGemvC : kC;
-      for (int64_t c0 = p0; c0 < p1; c0 += cmax) {
-        const int c = int(std::min<int64_t>(cmax, p1 - c0));
-        FloatTile t{&w, job.x + i0 * K, K, c0, job.y + i0 * N + c0, N};
-        table[(r - 1) * kCGemv + (c - 1)](t);
-      }
-    }
-  }
+  const int64_t K = w.cols, N = w.rows;
+  detail::run_row_tiles<kR, kC, kGemvC, kCGemv>(job, n0, n1, w.row_bytes(), table, [&](int64_t i0, int64_t c0) {
+    return FloatTile{&w, job.x + i0 * K, K, c0, job.y + i0 * N + c0, N};
+  });
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/row_tiles.h"
 #include "backend/cpu/simd.h"
 
 FATHOM_AVX2_BEGIN
@@ -130,21 +131,11 @@ template <bool Q4>
 void run_quant(const Job& job, int64_t n0, int64_t n1) {
   static constexpr auto table = make_table<Q4>(std::make_index_sequence<kR * kCGemv>{});
   const WeightView& w = *job.w;
-  const int64_t K = w.cols, N = w.rows, m = job.m, nb = K / kQBlock, np = (nb + 1) / 2;
+  const int64_t N = w.rows, nb = w.cols / kQBlock, np = (nb + 1) / 2;
   const size_t rb = w.row_bytes();
-  const int64_t panel = std::max<int64_t>(16, (256 << 10) / std::max<int64_t>(1, int64_t(rb)));
-  for (int64_t p0 = n0; p0 < n1; p0 += panel) {
-    const int64_t p1 = std::min(n1, p0 + panel);
-    for (int64_t i0 = 0; i0 < m; i0 += kR) {
-      const int r = int(std::min<int64_t>(kR, m - i0));
-      const int cmax = r == 1 ? kGemvC : kC;
-      for (int64_t c0 = p0; c0 < p1; c0 += cmax) {
-        const int c = int(std::min<int64_t>(cmax, p1 - c0));
-        PairTile t{w.row(c0), rb, job.qa.pairs + i0 * np, nb, np, job.y + i0 * N + c0, N};
-        table[(r - 1) * kCGemv + (c - 1)](t);
-      }
-    }
-  }
+  detail::run_row_tiles<kR, kC, kGemvC, kCGemv>(job, n0, n1, rb, table, [&](int64_t i0, int64_t c0) {
+    return PairTile{w.row(c0), rb, job.qa.pairs + i0 * np, nb, np, job.y + i0 * N + c0, N};
+  });
 }
 
 }  // namespace
