@@ -29,6 +29,13 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+// What runs around each timed step, untimed.
+struct StepHooks {
+  std::vector<double>* steps = nullptr;       // each step's seconds are appended
+  std::function<void()> before;               // before each step
+  std::function<void(double)> between;        // after each step, with its seconds
+};
+
 // Bench drives the Runner like any generation, through one slot: a prefill is a sequence
 // that only reads its prompt (one forward when the step's chunk covers it: logits of the
 // last token only, nothing sampled), a decode run a greedy sequence whose KV below pos0 is
@@ -45,34 +52,33 @@ struct BenchRunner {
     req.max_tokens = 0;
     Sequence seq(std::move(req), runner.vocab(), runner.max_ctx());
     runner.scheduler().clear_prefix_cache();  // a full prefill, never a reused prefix
-    return run(seq);
+    return run(seq, {});
   }
 
   // Greedy decode of n tokens at positions pos0.. of slot 0, feeding `first` at pos0 over
   // the context that slot 0 holds below pos0 (its prefix cache after prefill(ctx, pos0)).
-  // Each step is timed alone; after it, `between` (if any) runs untimed with the step's
-  // seconds. Per-step seconds are appended to steps. Returns the steps' total seconds.
-  double decode(const std::vector<int32_t>& ctx, int32_t first, int64_t pos0, int64_t n,
-                std::vector<double>* steps, const std::function<void(double)>& between = {}) {
+  // Each step is timed alone. Returns the steps' total seconds.
+  double decode(const std::vector<int32_t>& ctx, int32_t first, int64_t pos0, int64_t n, const StepHooks& h) {
     GenRequest req;
     req.prompt.assign(ctx.begin(), ctx.begin() + pos0);
     req.prompt.push_back(first);
     req.sampling.temperature = 0;
     req.max_tokens = n;
     Sequence seq(std::move(req), runner.vocab(), runner.max_ctx());
-    return run(seq, steps, between);
+    return run(seq, h);
   }
 
-  double run(Sequence& seq, std::vector<double>* steps = nullptr, const std::function<void(double)>& between = {}) {
+  double run(Sequence& seq, const StepHooks& h) {
     runner.scheduler().admit(seq);
     double total = 0;
     while (seq.running()) {
+      if (h.before) h.before();
       const auto ts = Clock::now();
       runner.step(so);
       const double s = seconds_since(ts);
       total += s;
-      if (steps) steps->push_back(s);
-      if (between) between(s);
+      if (h.steps) h.steps->push_back(s);
+      if (h.between) h.between(s);
     }
     return total;
   }
@@ -93,13 +99,12 @@ DecodeBreakdown decode_breakdown(BenchRunner& br, const std::vector<int32_t>& ct
     else if (name == "final_norm") b.head_ms += ms;
     last = now;
   };
+  StepHooks h;
+  h.before = [&] { last = Clock::now(); };
+  // What follows the step's last trace point is the head's.
+  h.between = [&](double) { b.head_ms += std::chrono::duration<double, std::milli>(Clock::now() - last).count(); };
   br.so.trace = &trace;
-  last = Clock::now();
-  br.decode(ctx, first, pos0, n, nullptr, [&](double) {
-    // After the step: what followed its last trace point was the head's; the next starts now.
-    b.head_ms += std::chrono::duration<double, std::milli>(Clock::now() - last).count();
-    last = Clock::now();
-  });
+  br.decode(ctx, first, pos0, n, h);
   br.so.trace = nullptr;
   b.embed_ms /= double(n);
   b.head_ms /= double(n);
@@ -131,7 +136,7 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
   if (o.warmup_tokens > 0) {
     const int64_t w = std::min(o.warmup_tokens, o.prompt_tokens);
     br.prefill(prompt, w);
-    br.decode(prompt, prompt[0], w, std::min<int64_t>(4, o.decode_tokens), nullptr);
+    br.decode(prompt, prompt[0], w, std::min<int64_t>(4, o.decode_tokens), {});
   }
 
   // The roofline is the read bandwidth in the same moments as the decode: after every timed
@@ -150,9 +155,10 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
   r.decode_tokens = o.decode_tokens;
   std::vector<double> prefill, decode, steps, roofline_gbs;
   double probe_bytes = 0, probe_sec = 0;
-  std::function<void(double)> between;
+  StepHooks timed;
+  timed.steps = &steps;
   if (probe)
-    between = [&](double s) {
+    timed.between = [&](double s) {
       const cpu::ReadProbe::Sample p = probe->read_for(s);
       probe_bytes += p.bytes;
       probe_sec += p.seconds;
@@ -161,7 +167,7 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
   for (int rep = 0; rep < o.reps; ++rep) {
     prefill.push_back(br.prefill(prompt, o.prompt_tokens));
     probe_bytes = probe_sec = 0;
-    decode.push_back(br.decode(prompt, prompt[0], pos0, o.decode_tokens, &steps, between));
+    decode.push_back(br.decode(prompt, prompt[0], pos0, o.decode_tokens, timed));
     if (probe) roofline_gbs.push_back(probe_bytes / probe_sec / 1e9);
   }
   if (o.breakdown)
