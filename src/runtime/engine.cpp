@@ -45,7 +45,7 @@ struct Engine::Request : Sequence {
 };
 
 Engine::Engine(Model& model, const EngineOpts& opts)
-    : model_(model), opts_(checked(opts)), runner_(model, opts.max_batch, opts.max_ctx) {
+    : opts_(checked(opts)), runner_(model, opts.max_batch, opts.max_ctx) {
   step_opts_.prefill_chunk = opts_.prefill_chunk;
   step_opts_.prefill_budget = opts_.step_prefill_budget;
   step_opts_.attn = opts_.attn;
@@ -67,7 +67,7 @@ Engine::~Engine() {
 std::shared_ptr<GenStream> Engine::submit(GenRequest req) {
   validate_prompt(req.prompt, runner_.vocab(), opts_.max_ctx);
   const int64_t n = int64_t(req.prompt.size());
-  req.max_tokens = std::clamp<int64_t>(req.max_tokens, 1, opts_.max_ctx - n);
+  req.max_tokens = std::max<int64_t>(req.max_tokens, 1);  // the Sequence clips it to the context
   // Requests that free slots will take at once do not count against the queue.
   auto full = [&] {
     const int64_t free_slots = std::max<int64_t>(0, opts_.max_batch - n_running_.load());

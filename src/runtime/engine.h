@@ -103,7 +103,6 @@ class Engine {
   void step();
   void record_rate(int64_t tokens);
 
-  Model& model_;
   EngineOpts opts_;
   StepOpts step_opts_;
   Runner runner_;  // only the engine thread touches it
