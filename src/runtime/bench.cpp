@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 #include "runtime/kl.h"
-#include "runtime/sampler.h"
+#include "runtime/runner.h"
 
 namespace fathom {
 
@@ -28,34 +28,67 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// Greedy decode of n tokens at positions pos0.. of slot 0 (what is cached below pos0 is the
-// context). Each step is timed alone; after it, `between` (if any) runs untimed with the
-// step's seconds. Per-step seconds are appended to steps. Returns the steps' total seconds.
-double decode_run(Model& model, KvCache& cache, int32_t first, int64_t pos0, int64_t n, const ForwardOpts& fo,
-                  std::vector<float>& logits, std::vector<double>* steps,
-                  const std::function<void(double)>& between = {}) {
-  const int64_t V = model.config().vocab_size;
-  int32_t tok = first;
-  double total = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const auto ts = Clock::now();
-    model.forward({SeqChunk{0, pos0 + i, &tok, 1, false}}, cache, logits.data(), fo);
-    tok = argmax(logits.data(), V);
-    const double s = seconds_since(ts);
-    total += s;
-    if (steps) steps->push_back(s);
-    if (between) between(s);
+// What runs around each timed step, untimed.
+struct StepHooks {
+  std::vector<double>* steps = nullptr;       // each step's seconds are appended
+  std::function<void()> before;               // before each step
+  std::function<void(double)> between;        // after each step, with its seconds
+};
+
+// Bench drives the Runner like any generation, through one slot: a prefill is a sequence
+// that only reads its prompt (one forward when the step's chunk covers it: logits of the
+// last token only, nothing sampled), a decode run a greedy sequence whose KV below pos0 is
+// the context.
+struct BenchRunner {
+  Runner runner;
+  StepOpts so;
+
+  // Reads tokens[0..n) into slot 0 from position 0, in one step when n <= so.prefill_chunk.
+  // Returns the step's seconds.
+  double prefill(const std::vector<int32_t>& tokens, int64_t n) {
+    GenRequest req;
+    req.prompt.assign(tokens.begin(), tokens.begin() + n);
+    req.max_tokens = 0;
+    Sequence seq(std::move(req), runner.vocab(), runner.max_ctx());
+    runner.scheduler().clear_prefix_cache();  // a full prefill, never a reused prefix
+    return run(seq, {});
   }
-  return total;
-}
+
+  // Greedy decode of n tokens at positions pos0.. of slot 0, feeding `first` at pos0 over
+  // the context that slot 0 holds below pos0 (its prefix cache after prefill(ctx, pos0)).
+  // Each step is timed alone. Returns the steps' total seconds.
+  double decode(const std::vector<int32_t>& ctx, int32_t first, int64_t pos0, int64_t n, const StepHooks& h) {
+    GenRequest req;
+    req.prompt.assign(ctx.begin(), ctx.begin() + pos0);
+    req.prompt.push_back(first);
+    req.sampling.temperature = 0;
+    req.max_tokens = n;
+    Sequence seq(std::move(req), runner.vocab(), runner.max_ctx());
+    return run(seq, h);
+  }
+
+  double run(Sequence& seq, const StepHooks& h) {
+    runner.scheduler().admit(seq);
+    double total = 0;
+    while (seq.running()) {
+      if (h.before) h.before();
+      const auto ts = Clock::now();
+      runner.step(so);
+      const double s = seconds_since(ts);
+      total += s;
+      if (h.steps) h.steps->push_back(s);
+      if (h.between) h.between(s);
+    }
+    return total;
+  }
+};
 
 // A separate untimed-overall pass with the trace on: the trace copies nothing, only stamps
-// the clock, so the parts add up to about one plain step.
-DecodeBreakdown decode_breakdown(Model& model, KvCache& cache, int32_t first, int64_t pos0, int64_t n,
-                                 AttnMode attn, std::vector<float>& logits) {
-  const int64_t V = model.config().vocab_size, L = model.config().num_hidden_layers;
+// the clock, so the parts add up to about one plain step (head_ms also holds the sampling).
+DecodeBreakdown decode_breakdown(BenchRunner& br, const std::vector<int32_t>& ctx, int32_t first, int64_t pos0,
+                                 int64_t n, int64_t layers) {
   DecodeBreakdown b;
-  b.layer_ms.assign(size_t(L), 0.0);
+  b.layer_ms.assign(size_t(layers), 0.0);
   Clock::time_point last;
   TraceFn trace = [&](const std::string& name, const float*, int64_t, int64_t) {
     const auto now = Clock::now();
@@ -65,16 +98,13 @@ DecodeBreakdown decode_breakdown(Model& model, KvCache& cache, int32_t first, in
     else if (name == "final_norm") b.head_ms += ms;
     last = now;
   };
-  ForwardOpts fo;
-  fo.attn = attn;
-  fo.trace = &trace;
-  int32_t tok = first;
-  for (int64_t i = 0; i < n; ++i) {
-    last = Clock::now();
-    model.forward({SeqChunk{0, pos0 + i, &tok, 1, false}}, cache, logits.data(), fo);
-    b.head_ms += std::chrono::duration<double, std::milli>(Clock::now() - last).count();
-    tok = argmax(logits.data(), V);
-  }
+  StepHooks h;
+  h.before = [&] { last = Clock::now(); };
+  // What follows the step's last trace point is the head's.
+  h.between = [&](double) { b.head_ms += std::chrono::duration<double, std::milli>(Clock::now() - last).count(); };
+  br.so.trace = &trace;
+  br.decode(ctx, first, pos0, n, h);
+  br.so.trace = nullptr;
   b.embed_ms /= double(n);
   b.head_ms /= double(n);
   for (double& x : b.layer_ms) x /= double(n);
@@ -96,16 +126,16 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
   if (o.reps < 1) fail("bench: reps must be at least 1");
   const int64_t V = model.config().vocab_size;
   const std::vector<int32_t> prompt = pseudo_random_ids(o.prompt_tokens, V, o.seed);
-  ForwardOpts fo;
-  fo.attn = o.attn;
-  std::vector<float> logits(static_cast<size_t>(V));  // [1, V]: only the last token's logits
   const int64_t pos0 = o.decode_after_prompt ? o.prompt_tokens : 0;
-  KvCache cache = model.make_cache(1, std::max(o.prompt_tokens + 4, pos0 + o.decode_tokens));  // +4: warm-up steps
+  // +4: warm-up steps; +1: the place of a decode's last sampled token (never computed).
+  BenchRunner br{Runner(model, 1, std::max(o.prompt_tokens + 4, pos0 + o.decode_tokens) + 1), {}};
+  br.so.prefill_chunk = br.so.prefill_budget = o.prompt_tokens;  // a prefill is one forward
+  br.so.attn = o.attn;
 
   if (o.warmup_tokens > 0) {
     const int64_t w = std::min(o.warmup_tokens, o.prompt_tokens);
-    model.forward({SeqChunk{0, 0, prompt.data(), w, false}}, cache, logits.data(), fo);
-    decode_run(model, cache, prompt[0], w, std::min<int64_t>(4, o.decode_tokens), fo, logits, nullptr);
+    br.prefill(prompt, w);
+    br.decode(prompt, prompt[0], w, std::min<int64_t>(4, o.decode_tokens), {});
   }
 
   // The roofline is the read bandwidth in the same moments as the decode: after every timed
@@ -124,23 +154,23 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
   r.decode_tokens = o.decode_tokens;
   std::vector<double> prefill, decode, steps, roofline_gbs;
   double probe_bytes = 0, probe_sec = 0;
-  std::function<void(double)> between;
+  StepHooks timed;
+  timed.steps = &steps;
   if (probe)
-    between = [&](double s) {
+    timed.between = [&](double s) {
       const BandwidthProbe::Sample p = probe->read_for(s);
       probe_bytes += p.bytes;
       probe_sec += p.seconds;
       r.bandwidth_best_pass_gbs = std::max(r.bandwidth_best_pass_gbs, p.best_gbs);
     };
   for (int rep = 0; rep < o.reps; ++rep) {
-    const auto t0 = Clock::now();
-    model.forward({SeqChunk{0, 0, prompt.data(), o.prompt_tokens, false}}, cache, logits.data(), fo);
-    prefill.push_back(seconds_since(t0));
+    prefill.push_back(br.prefill(prompt, o.prompt_tokens));
     probe_bytes = probe_sec = 0;
-    decode.push_back(decode_run(model, cache, prompt[0], pos0, o.decode_tokens, fo, logits, &steps, between));
+    decode.push_back(br.decode(prompt, prompt[0], pos0, o.decode_tokens, timed));
     if (probe) roofline_gbs.push_back(probe_bytes / probe_sec / 1e9);
   }
-  if (o.breakdown) r.breakdown = decode_breakdown(model, cache, prompt[0], pos0, o.decode_tokens, o.attn, logits);
+  if (o.breakdown)
+    r.breakdown = decode_breakdown(br, prompt, prompt[0], pos0, o.decode_tokens, model.config().num_hidden_layers);
   const size_t hwm = peak_rss_bytes(), probe_rss = probe ? probe->resident_bytes() : 0;
   peak_rss = std::max(peak_rss, hwm > probe_rss ? hwm - probe_rss : 0);
   r.prefill_s = median(prefill);

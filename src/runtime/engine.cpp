@@ -10,16 +10,6 @@
 
 namespace fathom {
 
-const char* finish_reason_name(FinishReason r) {
-  switch (r) {
-    case FinishReason::Stop: return "stop";
-    case FinishReason::Length: return "length";
-    case FinishReason::Cancelled: return "cancelled";
-    case FinishReason::Error: return "error";
-    default: return "none";
-  }
-}
-
 void GenStream::push(GenEvent ev) {
   {
     std::lock_guard lk(mu_);
@@ -35,29 +25,31 @@ bool GenStream::next(GenEvent& out, std::chrono::milliseconds timeout) {
   return true;
 }
 
-struct Engine::Seq {
+namespace {
+
+const EngineOpts& checked(const EngineOpts& o) {
+  if (o.max_batch < 1) fail("engine: max_batch must be at least 1");
+  if (o.max_ctx < 2) fail("engine: the context must hold at least 2 tokens");
+  return o;
+}
+
+GenEvent done_event(FinishReason r, const std::string& err = {}) {
+  return GenEvent{GenEvent::Done, 0, 0, {}, r, err};
+}
+
+}  // namespace
+
+struct Engine::Request : Sequence {
   std::shared_ptr<GenStream> out;
-  GenRequest req;
-  std::vector<int32_t> tokens;  // prompt, then generated; tokens[0..pos) are in the slot's KV
-  int64_t n_prompt = 0;
-  int64_t slot = -1;
-  int64_t pos = 0;
-  int64_t generated = 0;
-  Sampler sampler;
-  Seq(GenRequest r, int64_t vocab) : req(std::move(r)), sampler(req.sampling, vocab) {}
+  using Sequence::Sequence;
 };
 
 Engine::Engine(Model& model, const EngineOpts& opts)
-    : model_(model), opts_(opts), cache_(model.make_cache(opts.max_batch, opts.max_ctx)),
-      vocab_(model.config().vocab_size) {
-  if (opts_.max_batch < 1) fail("engine: max_batch must be at least 1");
-  if (opts_.max_ctx < 2) fail("engine: the context must hold at least 2 tokens");
-  slots_.resize(size_t(opts_.max_batch));
-  for (auto& s : slots_) s.cached.reserve(size_t(opts_.max_ctx));
+    : opts_(checked(opts)), runner_(model, opts.max_batch, opts.max_ctx) {
+  step_opts_.prefill_chunk = opts_.prefill_chunk;
+  step_opts_.prefill_budget = opts_.step_prefill_budget;
+  step_opts_.attn = opts_.attn;
   running_.reserve(size_t(opts_.max_batch));
-  batch_.reserve(size_t(opts_.max_batch));
-  batch_seqs_.reserve(size_t(opts_.max_batch));
-  logits_.resize(size_t(opts_.max_batch * vocab_));
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -68,19 +60,14 @@ Engine::~Engine() {
   }
   cv_.notify_all();
   thread_.join();
-  for (auto& s : running_) s->out->push(GenEvent{GenEvent::Done, 0, 0, {}, FinishReason::Cancelled, {}});
-  for (auto& s : waiting_) s->out->push(GenEvent{GenEvent::Done, 0, 0, {}, FinishReason::Cancelled, {}});
+  for (auto& s : running_) s->out->push(done_event(FinishReason::Cancelled));
+  for (auto& s : waiting_) s->out->push(done_event(FinishReason::Cancelled));
 }
 
 std::shared_ptr<GenStream> Engine::submit(GenRequest req) {
+  validate_prompt(req.prompt, runner_.vocab(), opts_.max_ctx);
   const int64_t n = int64_t(req.prompt.size());
-  if (n == 0) fail("the prompt is empty");
-  if (n >= opts_.max_ctx)
-    fail("the prompt has {} tokens but the context holds {} (prompt and completion together)", n, opts_.max_ctx);
-  for (int32_t t : req.prompt)
-    if (t < 0 || t >= vocab_) fail("token id {} is outside the vocabulary (0..{})", t, vocab_ - 1);
-  req.max_tokens = std::clamp<int64_t>(req.max_tokens, 1, opts_.max_ctx - n);
-  req.top_logprobs = std::min(req.top_logprobs, 20);
+  req.max_tokens = std::max<int64_t>(req.max_tokens, 1);  // the Sequence clips it to the context
   // Requests that free slots will take at once do not count against the queue.
   auto full = [&] {
     const int64_t free_slots = std::max<int64_t>(0, opts_.max_batch - n_running_.load());
@@ -90,15 +77,11 @@ std::shared_ptr<GenStream> Engine::submit(GenRequest req) {
     std::lock_guard lk(mu_);
     if (full()) throw QueueFull("the request queue is full");
   }
-  // The sampler's buffers are allocated here, on the caller's thread, not in the engine loop.
-  auto seq = std::make_unique<Seq>(std::move(req), vocab_);
-  seq->n_prompt = n;
-  seq->tokens.reserve(size_t(n + seq->req.max_tokens));
-  seq->tokens = seq->req.prompt;
-  seq->sampler.set_want_logprobs(seq->req.top_logprobs >= 0);
+  // The sequence's buffers are allocated here, on the caller's thread, not in the engine loop.
+  auto seq = std::make_unique<Request>(std::move(req), runner_.vocab(), opts_.max_ctx);
   seq->out = std::make_shared<GenStream>();
   seq->out->prompt_tokens_ = n;
-  seq->out->events_.reserve(size_t(seq->req.max_tokens + 1));  // every token, then Done
+  seq->out->events_.reserve(size_t(seq->max_tokens + 1));  // every token, then Done
   auto out = seq->out;
   {
     std::lock_guard lk(mu_);
@@ -173,142 +156,68 @@ void Engine::loop() {
     }
     admit();
     // Cancelled sequences leave before the step, so a disconnect frees its slot within one step.
+    Scheduler& sched = runner_.scheduler();
     for (auto& s : running_)
-      if (s->out->cancelled()) finish(*s, FinishReason::Cancelled);
-    std::erase_if(running_, [](const auto& s) { return s->slot < 0; });
-    if (!running_.empty()) {
+      if (s->out->cancelled()) sched.finish(*s, FinishReason::Cancelled);
+    if (!sched.running().empty()) {
       try {
         step();
       } catch (const std::exception& e) {
-        for (auto& s : running_) finish(*s, FinishReason::Error, e.what());
+        for (auto& s : running_) sched.finish(*s, FinishReason::Error, e.what());
       }
-      std::erase_if(running_, [](const auto& s) { return s->slot < 0; });
     }
+    // Finished sequences (cancelled, failed or done in the step) report and leave.
+    std::erase_if(running_, [](const std::unique_ptr<Request>& s) {
+      if (!s->finished()) return false;
+      s->out->push(done_event(s->finish, s->error));
+      return true;
+    });
     n_running_.store(int64_t(running_.size()));
-    int64_t used = 0;
-    for (auto& s : running_) used += s->pos;
-    n_kv_used_.store(used);
+    n_kv_used_.store(sched.kv_tokens());
     if (running_.empty()) trim_pending = true;
   }
-}
-
-static int64_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
-  const size_t n = std::min(a.size(), b.size());
-  size_t i = 0;
-  while (i < n && a[i] == b[i]) ++i;
-  return int64_t(i);
 }
 
 void Engine::admit() {
   std::lock_guard lk(mu_);
   for (auto it = waiting_.begin(); it != waiting_.end();) {
     if ((*it)->out->cancelled()) {
-      (*it)->out->push(GenEvent{GenEvent::Done, 0, 0, {}, FinishReason::Cancelled, {}});
+      (*it)->out->push(done_event(FinishReason::Cancelled));
       it = waiting_.erase(it);
     } else {
       ++it;
     }
   }
-  while (!waiting_.empty() && int64_t(running_.size()) < opts_.max_batch) {
+  Scheduler& sched = runner_.scheduler();
+  while (!waiting_.empty() && sched.can_admit()) {
     auto seq = std::move(waiting_.front());
     waiting_.pop_front();
-    // Prefix cache: the free slot whose cached tokens share the longest prefix with the
-    // prompt; among equals the least recently used, so recent prefixes survive longer.
-    int64_t best = -1, best_lcp = -1;
-    for (int64_t i = 0; i < int64_t(slots_.size()); ++i) {
-      const Slot& sl = slots_[size_t(i)];
-      if (sl.busy) continue;
-      const int64_t l = common_prefix(sl.cached, seq->tokens);
-      if (l > best_lcp || (l == best_lcp && sl.last_used < slots_[size_t(best)].last_used)) {
-        best = i;
-        best_lcp = l;
-      }
-    }
-    // At least the last prompt token is recomputed: its logits start the completion.
-    const int64_t hit = std::min(best_lcp, seq->n_prompt - 1);
-    Slot& sl = slots_[size_t(best)];
-    sl.busy = true;
-    sl.cached.clear();
-    seq->slot = best;
-    seq->pos = hit;
-    seq->out->cached_.store(hit);
+    sched.admit(*seq);
+    seq->out->cached_.store(seq->cached);
     n_requests_.fetch_add(1);
     n_prompt_.fetch_add(seq->n_prompt);
-    n_cached_.fetch_add(hit);
+    n_cached_.fetch_add(seq->cached);
     running_.push_back(std::move(seq));
   }
   n_running_.store(int64_t(running_.size()));
 }
 
-void Engine::finish(Seq& s, FinishReason r, const std::string& err) {
-  if (s.slot < 0) return;
-  Slot& sl = slots_[size_t(s.slot)];
-  sl.cached.assign(s.tokens.begin(), s.tokens.begin() + s.pos);
-  sl.busy = false;
-  sl.last_used = ++clock_;
-  s.slot = -1;
-  s.out->push(GenEvent{GenEvent::Done, 0, 0, {}, r, err});
-}
-
 void Engine::step() {
-  batch_.clear();
-  batch_seqs_.clear();
-  int64_t budget = opts_.step_prefill_budget;
-  for (auto& sp : running_) {
-    Seq& s = *sp;
-    if (s.pos < s.n_prompt) {
-      // Prefill: a chunk per step within the step's budget, so decoding sequences keep
-      // their pace while a long prompt is read.
-      if (budget <= 0) continue;
-      const int64_t n = std::min({opts_.prefill_chunk, s.n_prompt - s.pos, budget});
-      budget -= n;
-      batch_.push_back(SeqChunk{s.slot, s.pos, s.tokens.data() + s.pos, n, false});
-    } else {
-      batch_.push_back(SeqChunk{s.slot, s.pos, s.tokens.data() + s.pos, 1, false});
-    }
-    batch_seqs_.push_back(&s);
-  }
-  if (batch_.empty()) return;
-  ForwardOpts fo;
-  fo.attn = opts_.attn;
-  model_.forward(batch_, cache_, logits_.data(), fo);
-  n_steps_.fetch_add(1);
-
-  int64_t produced = 0;
-  for (size_t i = 0; i < batch_.size(); ++i) {
-    Seq& s = *batch_seqs_[i];
-    s.pos += batch_[i].n;
-    if (s.pos < s.n_prompt) continue;  // more prompt to read
-    float* row = logits_.data() + int64_t(i) * vocab_;
-    const int32_t tok = s.sampler.sample(row);
-    s.sampler.accept(tok);
-    s.tokens.push_back(tok);  // capacity reserved at submit
-    ++s.generated;
-    ++produced;
+  const std::vector<Produced>& produced = runner_.step(step_opts_);
+  n_steps_.store(runner_.steps());
+  for (const Produced& p : produced) {
+    const Request& s = static_cast<const Request&>(*p.seq);
     n_completion_.fetch_add(1);  // before the event, so a reader that saw the event sees the count
     GenEvent ev;
     ev.kind = GenEvent::Token;
-    ev.token = tok;
-    if (s.req.top_logprobs >= 0) {
-      const std::vector<float>& lp = s.sampler.last_logprobs();
-      ev.logprob = lp[size_t(tok)];
-      const int k = s.req.top_logprobs;
-      ev.top.reserve(size_t(k));
-      for (int64_t v = 0; v < vocab_ && k > 0; ++v) {
-        const float x = lp[size_t(v)];
-        if (int(ev.top.size()) == k && x <= ev.top.back().logprob) continue;
-        auto at = std::find_if(ev.top.begin(), ev.top.end(), [&](const TokenLogprob& t) { return x > t.logprob; });
-        ev.top.insert(at, TokenLogprob{int32_t(v), x});
-        if (int(ev.top.size()) > k) ev.top.pop_back();
-      }
+    ev.token = p.token;
+    if (s.top_logprobs >= 0) {
+      ev.logprob = s.last_logprob;
+      ev.top = s.last_top;
     }
     s.out->push(std::move(ev));
-    if (std::find(s.req.stop_ids.begin(), s.req.stop_ids.end(), tok) != s.req.stop_ids.end())
-      finish(s, FinishReason::Stop);
-    else if (s.generated >= s.req.max_tokens || int64_t(s.tokens.size()) >= opts_.max_ctx)
-      finish(s, FinishReason::Length);
   }
-  record_rate(produced);
+  record_rate(int64_t(produced.size()));
 }
 
 }  // namespace fathom

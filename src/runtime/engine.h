@@ -1,7 +1,8 @@
 #pragma once
-// Continuous-batching engine: one thread owns the model and the KV pool; requests join and
-// leave the running batch between steps, and every step is one batched forward over all
-// running sequences (decode tokens plus prefill chunks of newly admitted ones).
+// Continuous-batching engine: one thread owns the model and a Runner (runner.h) with a slot
+// per batched sequence; requests join and leave the running batch between steps, and every
+// step is one batched forward over all running sequences (decode tokens plus prefill chunks
+// of newly admitted ones). GenRequest, FinishReason and TokenLogprob are in sequence.h.
 // It speaks token ids only: no text, no HTTP.
 #include <atomic>
 #include <chrono>
@@ -16,7 +17,8 @@
 #include <vector>
 
 #include "model/model.h"
-#include "runtime/sampler.h"
+#include "runtime/runner.h"
+#include "runtime/sequence.h"
 
 namespace fathom {
 
@@ -27,21 +29,6 @@ struct EngineOpts {
   int64_t prefill_chunk = 256;   // prompt tokens per sequence per step
   int64_t step_prefill_budget = 512;  // prompt tokens per step over all sequences
   AttnMode attn = AttnMode::Absorbed;
-};
-
-struct GenRequest {
-  std::vector<int32_t> prompt;
-  SamplingParams sampling;
-  int64_t max_tokens = 16;           // clipped to what the context leaves
-  std::vector<int32_t> stop_ids;     // finish (reason Stop) after emitting one of these
-  int top_logprobs = -1;             // -1: no logprobs; 0..20: that many alternatives
-};
-
-enum class FinishReason { None, Stop, Length, Cancelled, Error };
-
-struct TokenLogprob {
-  int32_t id = 0;
-  float logprob = 0;
 };
 
 struct GenEvent {
@@ -107,35 +94,23 @@ class Engine {
   std::shared_ptr<GenStream> submit(GenRequest req);
   EngineStats stats() const;
   const EngineOpts& opts() const { return opts_; }
-  size_t kv_bytes() const { return cache_.bytes(); }
+  size_t kv_bytes() const { return runner_.cache().bytes(); }
 
  private:
-  struct Seq;
-  struct Slot {
-    std::vector<int32_t> cached;  // tokens whose KV this slot holds (prefix cache)
-    uint64_t last_used = 0;
-    bool busy = false;
-  };
+  struct Request;
   void loop();
   void admit();
   void step();
-  void finish(Seq& s, FinishReason r, const std::string& err = {});
   void record_rate(int64_t tokens);
 
-  Model& model_;
   EngineOpts opts_;
-  KvCache cache_;
-  int64_t vocab_;
-  std::vector<Slot> slots_;
-  std::vector<std::unique_ptr<Seq>> running_;
-  std::vector<SeqChunk> batch_;         // reused every step
-  std::vector<Seq*> batch_seqs_;        // the sequence behind each batch row
-  std::vector<float> logits_;           // [max_batch, vocab]
-  uint64_t clock_ = 0;
+  StepOpts step_opts_;
+  Runner runner_;  // only the engine thread touches it
+  std::vector<std::unique_ptr<Request>> running_;  // owns what the scheduler runs
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::unique_ptr<Seq>> waiting_;
+  std::deque<std::unique_ptr<Request>> waiting_;
   bool stop_ = false;
 
   // Counters read by stats() from other threads.
@@ -150,7 +125,5 @@ class Engine {
 
   std::thread thread_;
 };
-
-const char* finish_reason_name(FinishReason r);
 
 }  // namespace fathom

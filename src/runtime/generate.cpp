@@ -6,48 +6,44 @@
 
 namespace fathom {
 
-Session::Session(Model& model, int64_t max_ctx)
-    : model_(model), cache_(model.make_cache(1, max_ctx)),
-      logits_(static_cast<size_t>(model.config().vocab_size)) {}
+Session::Session(Model& model, int64_t max_ctx) : runner_(model, 1, max_ctx) {}
 
 std::vector<int32_t> Session::generate(const std::vector<int32_t>& prompt, const GenerateOpts& opts,
                                        const std::function<bool(int32_t)>& on_token) {
-  const int64_t P = int64_t(prompt.size());
-  if (P == 0) fail("generate: the prompt is empty");
-  if (P >= cache_.max_ctx())
-    fail("the prompt has {} tokens but the context holds {}", P, cache_.max_ctx());
-  ForwardOpts fo;
-  fo.attn = opts.attn;
-  // Reuse the cached prefix, but always recompute the last prompt token for its logits.
-  int64_t keep = 0;
-  while (keep < int64_t(tokens_.size()) && keep < P - 1 && tokens_[size_t(keep)] == prompt[size_t(keep)]) ++keep;
-  reused_ = keep;
-  tokens_.assign(prompt.begin(), prompt.end());
-  const int64_t step = std::max<int64_t>(1, opts.prefill_chunk);
-  for (int64_t p = keep; p < P; p += step) {
-    const int64_t n = std::min<int64_t>(step, P - p);
-    model_.forward({SeqChunk{0, p, prompt.data() + p, n, false}}, cache_, logits_.data(), fo);
-  }
-  Sampler sampler(opts.sampling, model_.config().vocab_size);
+  validate_prompt(prompt, runner_.vocab(), max_ctx());
+  GenRequest req;
+  req.prompt = prompt;
+  req.sampling = opts.sampling;
+  req.max_tokens = opts.max_new_tokens;
+  req.stop_ids = opts.stop_ids;
+  Sequence seq(std::move(req), runner_.vocab(), max_ctx());
+  Scheduler& sched = runner_.scheduler();
+  sched.admit(seq);
+  reused_ = seq.cached;
+  StepOpts so;
+  so.prefill_chunk = so.prefill_budget = std::max<int64_t>(1, opts.prefill_chunk);
+  so.attn = opts.attn;
   std::vector<int32_t> out;
-  const int64_t limit = std::min(opts.max_new_tokens, cache_.max_ctx() - P);
-  for (int64_t i = 0; i < limit; ++i) {
-    const int32_t tok = sampler.sample(logits_.data());
-    sampler.accept(tok);
-    out.push_back(tok);
-    if (on_token && !on_token(tok)) break;
-    if (std::find(opts.stop_ids.begin(), opts.stop_ids.end(), tok) != opts.stop_ids.end()) break;
-    if (i + 1 == limit) break;
-    model_.forward({SeqChunk{0, int64_t(tokens_.size()), &tok, 1, false}}, cache_, logits_.data(), fo);
-    tokens_.push_back(tok);
+  out.reserve(size_t(seq.max_tokens));
+  try {
+    while (seq.running()) {
+      for (const Produced& p : runner_.step(so)) {
+        out.push_back(p.token);
+        if (on_token && !on_token(p.token)) sched.finish(seq, FinishReason::Cancelled);
+      }
+    }
+  } catch (...) {
+    sched.finish(seq, FinishReason::Error);  // frees the slot before `seq` goes away
+    throw;
   }
   return out;
 }
 
 std::vector<int32_t> generate(Model& model, const std::vector<int32_t>& prompt, const GenerateOpts& opts,
                               const std::function<bool(int32_t)>& on_token) {
-  if (prompt.empty()) fail("generate: the prompt is empty");
-  Session s(model, int64_t(prompt.size()) + opts.max_new_tokens);
+  const int64_t ctx = int64_t(prompt.size()) + std::max<int64_t>(0, opts.max_new_tokens);
+  validate_prompt(prompt, model.config().vocab_size, ctx);  // before allocating the cache
+  Session s(model, ctx);
   return s.generate(prompt, opts, on_token);
 }
 

@@ -1,12 +1,12 @@
 #pragma once
-// Single-sequence generation with the KV cache: prefill the prompt, then decode token by token.
+// Single-sequence generation: the Runner (runner.h) with one slot, stepped synchronously.
 // A Session keeps its cache between calls, so a multi-turn chat only prefills what is new.
 #include <cstdint>
 #include <functional>
 #include <vector>
 
 #include "model/model.h"
-#include "runtime/sampler.h"
+#include "runtime/runner.h"
 
 namespace fathom {
 
@@ -26,15 +26,12 @@ class Session {
   // returning false stops early. Returns the generated ids.
   std::vector<int32_t> generate(const std::vector<int32_t>& prompt, const GenerateOpts& opts,
                                 const std::function<bool(int32_t)>& on_token = {});
-  int64_t max_ctx() const { return cache_.max_ctx(); }
+  int64_t max_ctx() const { return runner_.max_ctx(); }
   // Prompt tokens the last call found already in the cache.
   int64_t reused_tokens() const { return reused_; }
 
  private:
-  Model& model_;
-  KvCache cache_;
-  std::vector<int32_t> tokens_;  // what the cache holds, position by position
-  std::vector<float> logits_;    // [vocab]
+  Runner runner_;  // one slot; its prefix cache holds the previous call's tokens
   int64_t reused_ = 0;
 };
 

@@ -128,18 +128,12 @@ void Api::generate(const http::Request& req, http::Responder& resp, bool chat) {
   } catch (const fathom::Error& e) {
     throw ApiError(400, e.what(), prompt_param);
   }
-  const int64_t ctx = d_.engine->opts().max_ctx;
+  try {
+    validate_prompt(g.prompt, tok.vocab_size(), d_.engine->opts().max_ctx);
+  } catch (const PromptError& e) {
+    throw ApiError(400, e.what(), prompt_param, e.kind == PromptError::TooLong ? "context_length_exceeded" : "");
+  }
   const int64_t n = int64_t(g.prompt.size());
-  if (n == 0) throw ApiError(400, "the prompt is empty", prompt_param);
-  if (n >= ctx)
-    throw ApiError(400,
-                   fmt::format("the prompt has {} tokens but the context holds {} tokens (prompt and completion "
-                               "together); shorten the prompt",
-                               n, ctx),
-                   prompt_param, "context_length_exceeded");
-  for (int32_t t : g.prompt)
-    if (t < 0 || t >= tok.vocab_size())
-      throw ApiError(400, fmt::format("token id {} is outside the vocabulary", t), prompt_param);
   g.id = fmt::format("{}-{:x}{:08x}", chat ? "chatcmpl" : "cmpl", created_, next_id_.fetch_add(1));
   g.created = int64_t(std::time(nullptr));
   g.usage.prompt = n;
