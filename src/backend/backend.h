@@ -17,25 +17,16 @@
 
 #include "backend/routing.h"
 #include "core/dtype.h"
+#include "io/stored_matrix.h"
 
 namespace fathom {
 
 class KvCache;
 
-// A 2-D tensor as a checkpoint stores it: row-major in its dtype's encoding, FP8 with its
-// block scales (w = e4m3 · scale_inv[row / block, col / block]).
-struct MatrixSource {
-  DType dtype = DType::F32;  // F32, F16, BF16, F8_E4M3, Q8_0, Q4_0
-  int64_t rows = 0, cols = 0;
-  const void* data = nullptr;
-  const float* block_scale = nullptr;  // F8_E4M3: [ceil(rows/block), ceil(cols/block)]
-  int64_t block = 128;
-};
-
 // How a matrix is to be prepared. The backend picks the layout (e.g. packed for its fastest
 // kernel); the values are the stored ones, or requantized to `requant` first.
 struct WeightPrep {
-  std::optional<DType> requant;  // Q8_0 / Q4_0: requantize where requantizes_to() says so
+  std::optional<DType> requant;  // Q8_0 / Q4_0: requantize where requantizes_to() says so (io/stored_matrix.h)
   bool repack = true;            // the backend may rearrange block formats for speed
   bool rows_only = false;        // read by rows only (embeddings): keep the stored layout
 };
@@ -147,10 +138,10 @@ class Backend {
 
   // ---- weights
   // Bytes `prepare_matrix` will take from the weight arena for m (0: used in place).
-  virtual size_t arena_bytes(const MatrixSource& m, const WeightPrep& p) const = 0;
+  virtual size_t arena_bytes(const StoredMatrix& m, const WeightPrep& p) const = 0;
   // One arena for every prepared weight of a model (huge pages where the backend has them).
   virtual void reserve_arena(size_t bytes) = 0;
-  virtual std::unique_ptr<Weight> prepare_matrix(const MatrixSource& m, const WeightPrep& p) = 0;
+  virtual std::unique_ptr<Weight> prepare_matrix(const StoredMatrix& m, const WeightPrep& p) = 0;
   virtual std::unique_ptr<Weight> prepare_vector(const std::vector<float>& v) = 0;
   virtual MlaAbsorbed prepare_mla_absorbed(const Weight& kv_b, int64_t heads, int64_t nope, int64_t v) = 0;
   // Row r of a matrix weight as f32 values, into host memory [cols].

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "backend/cpu/matmul.h"
+#include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/quantize.h"
 #include "core/error.h"
 #include "core/progress.h"
@@ -32,10 +32,6 @@ struct Planned {
 
 // The kernels' view of a stored matrix: dequantize_row then gives exactly the values the
 // loader would requantize (FP8 with its block scales).
-cpu::WeightView weight_view(const StoredMatrix& m) {
-  return cpu::WeightView{m.dtype, m.rows, m.cols, m.data, m.block_scale, m.block, cpu::Layout::Rows};
-}
-
 void write_config(const fs::path& src_dir, const fs::path& out_dir, bool keeps_fp8) {
   json cj = read_config_json((src_dir / "config.json").string());
   // With every FP8 weight requantized, an fp8 quantization_config would describe tensors
@@ -131,7 +127,7 @@ QuantizeCheckpointResult quantize_checkpoint(const QuantizeCheckpointOpts& o) {
     SafetensorsWriter& w = out.at(i);
     const Planned& p = plan[i];
     if (p.requant) {
-      write_requantized(weight_view(*p.requant), fmt, w, pool);
+      write_requantized(cpu::view_of(*p.requant), fmt, w, pool);
       ++res.quantized;
     } else {
       w.write(p.src->data, p.src->nbytes);

@@ -1,11 +1,11 @@
 #include "model/weights.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
-#include <unistd.h>
 
 #include "core/error.h"
+#include "core/progress.h"
+#include "io/stored_matrix.h"
 
 namespace fathom {
 
@@ -29,70 +29,10 @@ static void to_f32(const TensorView& t, std::vector<float>& out) {
   }
 }
 
-static std::optional<DType> parse_quant(const std::string& q) {
-  if (q.empty() || q == "none") return std::nullopt;
-  if (q == "q8_0") return DType::Q8_0;
-  if (q == "q4_0") return DType::Q4_0;
-  fail("unknown --quant '{}' (supported: q8_0, q4_0)", q);
-}
-
-namespace {
-// A progress bar on stderr when it is a terminal.
-struct Progress {
-  bool on;
-  size_t total, done = 0;
-  int last = -1;
-  Progress(bool want, size_t total) : on(want && isatty(2)), total(total ? total : 1) {}
-  void step() {
-    ++done;
-    if (!on) return;
-    int pct = int(100 * done / total);
-    if (pct == last) return;
-    last = pct;
-    int w = 40, fill = w * pct / 100;
-    std::fprintf(stderr, "\rloading [%.*s%*s] %3d%%", fill, "########################################", w - fill,
-                 "", pct);
-    if (done == total) std::fprintf(stderr, "\n");
-  }
-};
-
-// The matrix as stored, FP8 with its checked block scales.
-MatrixSource source_of(const TensorStore& store, const ModelConfig& cfg, const WeightSpec& spec, const TensorView& t) {
-  MatrixSource m;
-  m.dtype = t.dtype;
-  m.rows = spec.shape[0];
-  m.cols = spec.shape[1];
-  m.data = t.data;
-  switch (t.dtype) {
-    case DType::F32: case DType::BF16: case DType::F16: case DType::Q8_0: case DType::Q4_0: break;
-    case DType::F8_E4M3: {
-      if (cfg.fp8_block_rows != cfg.fp8_block_cols)
-        fail("tensor '{}': non-square FP8 blocks {}x{} are not supported", spec.name, cfg.fp8_block_rows,
-             cfg.fp8_block_cols);
-      const int64_t blk = cfg.fp8_block_rows;
-      const std::string sname = spec.name + "_scale_inv";
-      const TensorView* s = store.find(sname);
-      if (!s) fail("tensor '{}' is F8_E4M3 but '{}' is missing", spec.name, sname);
-      std::vector<int64_t> want = {(m.rows + blk - 1) / blk, (m.cols + blk - 1) / blk};
-      if (s->shape != want)
-        fail("tensor '{}': shape {} disagrees with its weight, which implies {}", sname, s->shape_str(),
-             shape_str(want));
-      if (s->dtype != DType::F32) fail("tensor '{}': dtype {} (expected F32)", sname, dtype_name(s->dtype));
-      if (reinterpret_cast<uintptr_t>(s->data) % alignof(float)) fail("tensor '{}': data is not 4-byte aligned", sname);
-      m.block_scale = static_cast<const float*>(s->data);
-      m.block = blk;
-      break;
-    }
-    default: fail("tensor '{}': dtype {} cannot be used for a weight matrix", spec.name, dtype_name(t.dtype));
-  }
-  return m;
-}
-}  // namespace
-
 Weights::Weights(Backend& be, const std::string& dir, const ModelConfig& cfg, const RoleTable& table,
                  const LoadOpts& opts)
     : store_(TensorStore::open(dir)) {
-  const auto quant = parse_quant(opts.quant);
+  const auto quant = parse_block_quant(opts.quant);
   std::vector<WeightSpec> specs = expand(table, cfg);
   // An MTP layer is loaded whole when the checkpoint has it (many checkpoints drop it).
   for (const WeightSpec& s : specs)
@@ -111,11 +51,14 @@ Weights::Weights(Backend& be, const std::string& dir, const ModelConfig& cfg, co
   size_t arena = 0;
   for (const WeightSpec& s : specs)
     if (const TensorView* t = store_.find(s.name); t && t->shape == s.shape && s.kind != WeightKind::Vector) {
-      const MatrixSource m{t->dtype, s.shape[0], s.shape[1], t->data};
+      StoredMatrix m;  // only the dtype and shape matter for the plan
+      m.dtype = t->dtype;
+      m.rows = s.shape[0];
+      m.cols = s.shape[1];
       arena += be.arena_bytes(m, prep(s));
     }
   be.reserve_arena(arena);
-  Progress progress(opts.progress, specs.size());
+  Progress progress(opts.progress, "loading tensors", specs.size());
   for (const WeightSpec& spec : specs) {
     progress.step();
     const TensorView* t = store_.find(spec.name);
@@ -134,7 +77,7 @@ Weights::Weights(Backend& be, const std::string& dir, const ModelConfig& cfg, co
       bytes_ += t->nbytes;
       continue;
     }
-    const MatrixSource m = source_of(store_, cfg, spec, *t);
+    const StoredMatrix m = stored_matrix(store_, cfg, *t);
     const WeightPrep p = prep(spec);
     const bool own = be.arena_bytes(m, p) > 0;  // the source is no longer read
     std::unique_ptr<Weight> w = be.prepare_matrix(m, p);

@@ -38,16 +38,16 @@ void CpuBackend::fill(float* dst, float v, size_t n) { std::fill(dst, dst + n, v
 // What becomes of a stored matrix: requantized to p.requant, then packed for the CPU kernels
 // (Packed16) when the CPU has a faster kernel for it. Matrices read by rows only, and rows
 // that do not split into 32-value blocks, keep their stored form.
-CpuBackend::Plan CpuBackend::plan(const MatrixSource& m, const WeightPrep& p) const {
+CpuBackend::Plan CpuBackend::plan(const StoredMatrix& m, const WeightPrep& p) const {
   Plan r{m.dtype};
   if (p.rows_only || m.cols % 32) return r;
-  r.requant = p.requant && *p.requant != m.dtype;
+  r.requant = p.requant && requantizes_to(m.dtype, m.cols, *p.requant);
   if (r.requant) r.dtype = *p.requant;
   r.pack = p.repack && packing_pays(r.dtype);
   return r;
 }
 
-size_t CpuBackend::arena_bytes(const MatrixSource& m, const WeightPrep& p) const {
+size_t CpuBackend::arena_bytes(const StoredMatrix& m, const WeightPrep& p) const {
   const Plan pl = plan(m, p);
   const size_t n = pl.pack ? packed_bytes(pl.dtype, m.rows, m.cols)
                            : pl.requant ? dtype_bytes(pl.dtype, m.cols) * size_t(m.rows) : 0;
@@ -68,14 +68,8 @@ uint8_t* CpuBackend::take(size_t n) {
   return p;
 }
 
-std::unique_ptr<Weight> CpuBackend::prepare_matrix(const MatrixSource& m, const WeightPrep& p) {
-  WeightView w;
-  w.dtype = m.dtype;
-  w.rows = m.rows;
-  w.cols = m.cols;
-  w.data = m.data;
-  w.block_scale = m.block_scale;
-  w.block = m.block;
+std::unique_ptr<Weight> CpuBackend::prepare_matrix(const StoredMatrix& m, const WeightPrep& p) {
+  WeightView w = view_of(m);
   const Plan pl = plan(m, p);
   if (pl.requant) {
     WeightView q = w;

@@ -21,6 +21,10 @@ class CpuWeight : public Weight {
 };
 
 inline const WeightView& view_of(const Weight& w) { return static_cast<const CpuWeight&>(w).view; }
+// A stored matrix as the kernels read it (row-major, FP8 with its block scales).
+inline WeightView view_of(const StoredMatrix& m) {
+  return WeightView{m.dtype, m.rows, m.cols, m.data, m.block_scale, m.block, Layout::Rows};
+}
 
 class CpuBackend final : public Backend {
  public:
@@ -36,9 +40,9 @@ class CpuBackend final : public Backend {
   void read(float* host, const float* src, size_t n) override;
   void fill(float* dst, float v, size_t n) override;
 
-  size_t arena_bytes(const MatrixSource& m, const WeightPrep& p) const override;
+  size_t arena_bytes(const StoredMatrix& m, const WeightPrep& p) const override;
   void reserve_arena(size_t bytes) override;
-  std::unique_ptr<Weight> prepare_matrix(const MatrixSource& m, const WeightPrep& p) override;
+  std::unique_ptr<Weight> prepare_matrix(const StoredMatrix& m, const WeightPrep& p) override;
   std::unique_ptr<Weight> prepare_vector(const std::vector<float>& v) override;
   MlaAbsorbed prepare_mla_absorbed(const Weight& kv_b, int64_t heads, int64_t nope, int64_t v) override;
   void dequantize_row(const Weight& w, int64_t r, float* host) const override;
@@ -77,7 +81,7 @@ class CpuBackend final : public Backend {
     DType dtype;
     bool requant = false, pack = false;
   };
-  Plan plan(const MatrixSource& m, const WeightPrep& p) const;
+  Plan plan(const StoredMatrix& m, const WeightPrep& p) const;
   uint8_t* take(size_t n);
   void latent_row_split(const AttnShape& s, const float* ql, int64_t i, const KvCache& c, int64_t layer,
                         const BatchRows& b, float* out);
