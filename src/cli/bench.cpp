@@ -7,7 +7,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
-#include "runtime/bench.h"
+#include "measure/bench.h"
 
 namespace fathom::cli {
 

@@ -2,7 +2,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
-#include "model/random_checkpoint.h"
+#include "checkpoint/random_checkpoint.h"
 
 namespace fathom::cli {
 

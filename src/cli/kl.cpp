@@ -5,7 +5,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
-#include "runtime/kl.h"
+#include "measure/kl.h"
 
 namespace fathom::cli {
 

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "cli/commands.h"
-#include "model/quantize_checkpoint.h"
+#include "checkpoint/quantize_checkpoint.h"
 
 namespace fathom::cli {
 

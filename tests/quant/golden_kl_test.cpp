@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "backend/cpu/packed.h"
-#include "runtime/kl.h"
+#include "measure/kl.h"
 #include "util.h"
 
 namespace fathom {

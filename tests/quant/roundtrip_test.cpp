@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "io/safetensors.h"
-#include "model/quantize_checkpoint.h"
+#include "checkpoint/quantize_checkpoint.h"
 #include "model/transformer.h"
 #include "util.h"
 

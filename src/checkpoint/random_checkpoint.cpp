@@ -1,4 +1,4 @@
-#include "model/random_checkpoint.h"
+#include "checkpoint/random_checkpoint.h"
 
 #include <cmath>
 #include <filesystem>

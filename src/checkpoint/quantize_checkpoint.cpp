@@ -1,4 +1,4 @@
-#include "model/quantize_checkpoint.h"
+#include "checkpoint/quantize_checkpoint.h"
 
 #include <algorithm>
 #include <filesystem>

@@ -1,4 +1,4 @@
-#include "runtime/kl.h"
+#include "measure/kl.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "runtime/bench.h"
+#include "measure/bench.h"
 
 #include <algorithm>
 #include <chrono>
@@ -8,7 +8,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "runtime/kl.h"
+#include "measure/kl.h"
 #include "runtime/runner.h"
 
 namespace fathom {
