@@ -148,17 +148,10 @@ constexpr int kCGemv = 4;      // table width (columns per tile up to this)
 // With one row of x left (decode), one weight row at a time: one sequential stream, which
 // with the software prefetch below streams fastest.
 constexpr int kGemvC = 1;
-using TileFn = void (*)(const FloatTile&);
-
-template <class L, size_t... I>
-constexpr std::array<TileFn, sizeof...(I)> make_table(std::index_sequence<I...>) {
-  // Index i = (r-1) * kCGemv + (c-1).
-  return {&float_tile<L, int(I / kCGemv) + 1, int(I % kCGemv) + 1>...};
-}
 
 template <class L>
 void run_float(const Job& job, int64_t n0, int64_t n1) {
-  static constexpr auto table = make_table<L>(std::make_index_sequence<kR * kCGemv>{});
+  static constexpr auto table = detail::row_tile_table<kR, kCGemv>([]<int R, int C>() { return &float_tile<L, R, C>; });
   const WeightView& w = *job.w;
   const int64_t K = w.cols, N = w.rows;
   detail::run_row_tiles<kR, kC, kGemvC, kCGemv>(job, n0, n1, w.row_bytes(), table, [&](int64_t i0, int64_t c0) {

@@ -120,16 +120,10 @@ constexpr int kR = 4, kC = 3;
 // keeps the hardware prefetcher ahead, where 4 interleaved 2 KiB rows measured 2× slower.
 constexpr int kGemvC = 1;
 constexpr int kCGemv = kC > 4 ? kC : 4;  // table width (columns per tile up to this)
-using TileFn = void (*)(const PairTile&);
-
-template <bool Q4, size_t... I>
-constexpr std::array<TileFn, sizeof...(I)> make_table(std::index_sequence<I...>) {
-  return {&pair_tile<Q4, int(I / kCGemv) + 1, int(I % kCGemv) + 1>...};
-}
 
 template <bool Q4>
 void run_quant(const Job& job, int64_t n0, int64_t n1) {
-  static constexpr auto table = make_table<Q4>(std::make_index_sequence<kR * kCGemv>{});
+  static constexpr auto table = detail::row_tile_table<kR, kCGemv>([]<int R, int C>() { return &pair_tile<Q4, R, C>; });
   const WeightView& w = *job.w;
   const int64_t N = w.rows, nb = w.cols / kQBlock, np = (nb + 1) / 2;
   const size_t rb = w.row_bytes();

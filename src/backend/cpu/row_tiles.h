@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <utility>
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/simd.h"
@@ -33,6 +34,15 @@ inline void run_row_tiles(const Job& job, int64_t n0, int64_t n1, size_t row_byt
       }
     }
   }
+}
+
+// A kernel's tile table for run_row_tiles: entry (r - 1)·kW + c - 1 is
+// pick.template operator()<r, c>(), the tile function for r rows of x × c weight rows.
+template <int kR, int kW, class Pick>
+constexpr auto row_tile_table(Pick pick) {
+  return [&]<size_t... I>(std::index_sequence<I...>) {
+    return std::array{pick.template operator()<int(I / kW) + 1, int(I % kW) + 1>()...};
+  }(std::make_index_sequence<size_t(kR * kW)>{});
 }
 
 }  // namespace fathom::cpu::detail
