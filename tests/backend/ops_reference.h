@@ -3,10 +3,11 @@
 // memory, host-side weight encodings with an independent decoder, and comparisons that say
 // how two results differ.
 //
-// Every test is parameterized over backend_factories(); the reference comparisons take a
-// `Backend&` and compute their reference in plain double (or, where the op's result is
-// defined by a fixed float order, float) loops written here, never by calling the CPU
-// kernels. A second backend is tested by adding its factory to the list.
+// Every test is parameterized over backend_factories() and talks to the backend only through
+// `Backend&` (buffers via alloc/write/read, weights via prepare_*); the references are plain
+// double (or, where the op's result is defined by a fixed float order, float) loops written
+// here, never calls into the CPU kernels. A second backend (CUDA) is tested by adding its
+// factory to the list: it is then held to the same references, tolerances and invariances.
 #include <gtest/gtest.h>
 
 #include <cmath>
