@@ -29,6 +29,8 @@ if [ -f tests/server/package.json ] && [ ! -d tests/server/node_modules/openai ]
 fi
 
 if [ "${FATHOM_SETUP_NO_BUILD:-0}" != 1 ]; then
-  cmake --preset release >/dev/null
+  # Configure once; after that the build re-runs CMake itself when a CMake file or a source
+  # glob changes, so a no-change run builds nothing.
+  [ -f build/release/build.ninja ] || cmake --preset release >/dev/null
   cmake --build --preset release -j"$(nproc)"
 fi
