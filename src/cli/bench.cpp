@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/options.h"
 #include "core/error.h"
 #include "measure/bench.h"
 
@@ -27,12 +28,13 @@ void add_bench(CLI::App& app) {
   auto a = std::make_shared<Args>();
   auto* sub = app.add_subcommand("bench", "prefill / decode tok/s and the memory-bandwidth roofline");
   a->m.add(sub);
-  sub->add_option("-p,--prompt", a->b.prompt_tokens, "prompt tokens (prefill)")->check(CLI::PositiveNumber);
-  sub->add_option("-n,--decode", a->b.decode_tokens, "decoded tokens")->check(CLI::PositiveNumber);
+  // -P, not -p: in `fathom run`, -p is the prompt's text.
+  sub->add_option("-P,--prompt", a->b.prompt_tokens, "prompt tokens (prefill)")->check(at_least(1));
+  sub->add_option("-n,--decode", a->b.decode_tokens, "decoded tokens")->check(at_least(1));
   sub->add_flag("--decode-after-prompt", a->b.decode_after_prompt,
                 "decode with the prompt as context (default: from an empty context, like llama-bench)");
-  sub->add_option("--warmup", a->b.warmup_tokens, "untimed warm-up prompt tokens")->check(CLI::NonNegativeNumber);
-  sub->add_option("-r,--reps", a->b.reps, "timed repetitions (median reported)")->check(CLI::PositiveNumber);
+  sub->add_option("--warmup", a->b.warmup_tokens, "untimed warm-up prompt tokens")->check(at_least(0));
+  sub->add_option("-r,--reps", a->b.reps, "timed repetitions (median reported)")->check(at_least(1));
   sub->add_flag("--no-bandwidth", a->no_bandwidth, "skip the read-bandwidth probe");
   sub->add_option("--bandwidth-mb", [a](const std::vector<std::string>& v) {
     const double mb = std::stod(v.at(0));

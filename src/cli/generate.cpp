@@ -3,6 +3,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/options.h"
 #include "core/error.h"
 #include "runtime/generate.h"
 
@@ -21,11 +22,12 @@ void add_generate(CLI::App& app) {
   auto* sub = app.add_subcommand("generate", "generate token ids after a prompt of ids");
   a->m.add(sub);
   sub->add_option("--ids", a->ids, "comma-separated prompt token ids")->required();
-  sub->add_option("-n", a->n, "tokens to generate")->check(CLI::PositiveNumber);
-  sub->add_option("--temperature", a->temperature, "0 = greedy")->check(CLI::NonNegativeNumber);
-  sub->add_option("--top-p", a->top_p)->check(CLI::Range(0.0, 1.0));
-  sub->add_option("--top-k", a->top_k)->check(CLI::NonNegativeNumber);
-  sub->add_option("--seed", a->seed);
+  sub->add_option("-n,--max-tokens", a->n, "tokens to generate")->check(at_least(1));
+  sub->add_option("--temperature", a->temperature, "sampling temperature; 0 = greedy")->check(at_least(0));
+  sub->add_option("--top-p", a->top_p, "nucleus sampling: keep the likeliest tokens up to this probability mass")
+      ->check(in_range(0, 1));
+  sub->add_option("--top-k", a->top_k, "keep only the k likeliest tokens; 0 = all")->check(at_least(0));
+  sub->add_option("--seed", a->seed, "sampling seed");
   sub->callback([a] {
     const std::vector<int32_t> ids = parse_ids(a->ids);
     auto model = load_model(a->m.model, a->m.load_opts());

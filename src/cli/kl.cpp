@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/options.h"
 #include "core/error.h"
 #include "measure/kl.h"
 
@@ -20,8 +21,8 @@ void add_kl(CLI::App& app) {
   a->m.add(sub);
   sub->get_option("--quant")->required();
   sub->add_option("--ids", a->ids, "one sequence of comma-separated token ids (default: pseudo-random)");
-  sub->add_option("--seqs", a->k.n_seqs, "pseudo-random sequences")->check(CLI::PositiveNumber);
-  sub->add_option("--len", a->k.len, "tokens per pseudo-random sequence")->check(CLI::PositiveNumber);
+  sub->add_option("--seqs", a->k.n_seqs, "pseudo-random sequences")->check(at_least(1));
+  sub->add_option("--len", a->k.len, "tokens per pseudo-random sequence")->check(at_least(1));
   sub->add_option("--seed", a->k.seed, "seed of the pseudo-random ids");
   sub->callback([a] {
     if (!a->ids.empty()) a->k.seqs = {parse_ids(a->ids)};

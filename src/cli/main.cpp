@@ -3,11 +3,16 @@
 #include <exception>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "core/error.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"fathom: DeepSeek-V3/R1 in C++"};
-  app.require_subcommand(1);
+  CLI::App app{"fathom: DeepSeek-V3/R1 inference and an OpenAI-compatible server"};
+  app.require_subcommand(0, 1);
+  // Set before the subcommands are added, which inherit them: help shows every default.
+  app.option_defaults()->always_capture_default();
+  app.formatter(std::make_shared<fathom::cli::HelpFormatter>());
+  app.footer("`fathom COMMAND --help` describes a command's options.");
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return std::string("fathom: error: ") + e.what() + "\n";
   });
@@ -24,6 +29,10 @@ int main(int argc, char** argv) {
   add_kl(app);
   try {
     app.parse(argc, argv);
+    if (app.get_subcommands().empty()) {  // plain `fathom`: the usage, not an error
+      std::fputs(app.help().c_str(), stdout);
+      return 0;
+    }
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const std::exception& e) {

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "checkpoint/quantize_checkpoint.h"
 
 namespace fathom::cli {
@@ -14,7 +15,7 @@ void add_quantize(CLI::App& app) {
   sub->add_option("--model", o->model_dir, "source checkpoint directory")->required();
   sub->add_option("--quant", o->quant, "q8_0 | q4_0")->required()->check(CLI::IsMember({"q8_0", "q4_0"}));
   sub->add_option("--out", o->out_dir, "output directory (new or empty)")->required();
-  sub->add_option("--threads", o->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--threads", o->threads, "threads (default: all cores)")->check(at_least(0));
   sub->add_option("--shard-gb", [o](const std::vector<std::string>& v) {
     const double gb = std::stod(v.at(0));
     o->shard_bytes = uint64_t(gb * 1e9);

@@ -8,6 +8,7 @@
 #include "cli/chat_session.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/options.h"
 #include "core/error.h"
 
 namespace fathom::cli {
@@ -27,13 +28,14 @@ struct Args {
 void add_common(CLI::App* sub, Args& a) {
   a.m.add(sub);
   sub->add_option("--system", a.system, "system prompt");
-  sub->add_option("-n,--max-tokens", a.max_tokens, "most tokens per reply")->check(CLI::PositiveNumber);
-  sub->add_option("--ctx", a.ctx, "context length (tokens)")->check(CLI::PositiveNumber);
-  sub->add_option("--temperature", a.temperature, "0 = greedy")->check(CLI::NonNegativeNumber);
-  sub->add_option("--top-p", a.top_p)->check(CLI::Range(0.0, 1.0));
-  sub->add_option("--top-k", a.top_k)->check(CLI::NonNegativeNumber);
-  sub->add_option("--seed", a.seed);
-  sub->add_flag("--hide-reasoning", a.hide_reasoning, "do not print <think> reasoning");
+  sub->add_option("-n,--max-tokens", a.max_tokens, "most tokens per reply")->check(at_least(1));
+  sub->add_option("--ctx", a.ctx, "context length, tokens (the whole conversation)")->check(at_least(1));
+  sub->add_option("--temperature", a.temperature, "sampling temperature; 0 = greedy")->check(at_least(0));
+  sub->add_option("--top-p", a.top_p, "nucleus sampling: keep the likeliest tokens up to this probability mass")
+      ->check(in_range(0, 1));
+  sub->add_option("--top-k", a.top_k, "keep only the k likeliest tokens; 0 = all")->check(at_least(0));
+  sub->add_option("--seed", a.seed, "sampling seed");
+  sub->add_flag("--hide-reasoning", a.hide_reasoning, "do not print R1's <think> reasoning");
 }
 
 ChatOpts chat_opts(const Args& a, const std::atomic<bool>* interrupt) {

@@ -15,6 +15,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/options.h"
 #include "core/error.h"
 #include "runtime/engine.h"
 #include "server/api.h"
@@ -56,17 +57,17 @@ void add_serve(CLI::App& app) {
   auto* sub = app.add_subcommand("serve", "OpenAI/DeepSeek-compatible HTTP API with continuous batching");
   a->m.add(sub);
   sub->add_option("--host", a->host, "address to listen on");
-  sub->add_option("--port", a->port, "port (0: any free port)")->check(CLI::Range(0, 65535));
+  sub->add_option("--port", a->port, "port (0: any free port)")->check(in_range(0, 65535));
   sub->add_option("--api-key", a->api_key, "require 'Authorization: Bearer KEY'");
-  sub->add_option("--max-batch", a->max_batch, "sequences decoded together (KV slots)")->check(CLI::PositiveNumber);
-  sub->add_option("--ctx", a->ctx, "tokens per sequence (prompt + completion)")->check(CLI::Range(2, 1 << 24));
+  sub->add_option("--max-batch", a->max_batch, "sequences decoded together (KV slots)")->check(at_least(1));
+  sub->add_option("--ctx", a->ctx, "tokens per sequence (prompt + completion)")->check(in_range(2, 1 << 24));
   sub->add_option("--queue", a->queue, "waiting requests beyond which the server answers 429")
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   sub->add_option("--prefill-chunk", a->prefill_chunk, "prompt tokens per sequence per step")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   sub->add_option("--max-body", a->max_body, "largest request body in bytes (413 beyond)");
   sub->add_option("--read-timeout", a->read_timeout, "seconds a client may take to send a request head or body")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(0.001));
   sub->add_option("--served-model-name", a->name, "model id in the API (default: the directory name)");
   sub->callback([a] {
     // Signals are taken by one thread with sigwait; every other thread inherits the mask.

@@ -15,7 +15,7 @@ TEST(BenchCli, JsonHasSaneFields) {
   const std::string dir = test::fixture("tiny-deepseek-v2-lite");
   if (dir.empty()) GTEST_SKIP() << "no tiny-deepseek-v2-lite fixture";
   const auto r = test::run_cmd(kBin + " bench --model " + dir +
-                               " --quant q8_0 -p 16 -n 8 --warmup 4 --threads 2 --bandwidth-mb 64 --json");
+                               " --quant q8_0 -P 16 -n 8 --warmup 4 --threads 2 --bandwidth-mb 64 --json");
   ASSERT_EQ(r.status, 0) << r.out;
   nlohmann::json j;
   ASSERT_NO_THROW(j = nlohmann::json::parse(r.out)) << r.out;
@@ -38,7 +38,7 @@ TEST(BenchCli, JsonHasSaneFields) {
 TEST(BenchCli, HumanReadable) {
   const std::string dir = test::fixture("tiny-qwen2");
   if (dir.empty()) GTEST_SKIP() << "no tiny-qwen2 fixture";
-  const auto r = test::run_cmd(kBin + " bench --model " + dir + " -p 8 -n 4 --threads 1 --no-bandwidth");
+  const auto r = test::run_cmd(kBin + " bench --model " + dir + " -P 8 -n 4 --threads 1 --no-bandwidth");
   ASSERT_EQ(r.status, 0) << r.out;
   for (const char* k : {"prefill", "decode", "read per decoded token", "peak resident"})
     EXPECT_NE(r.out.find(k), std::string::npos) << k << " in:\n" << r.out;
@@ -48,7 +48,7 @@ TEST(BenchCli, BreakdownAfterPrompt) {
   const std::string dir = test::fixture("tiny-llama3");
   if (dir.empty()) GTEST_SKIP() << "no tiny-llama3 fixture";
   const auto r = test::run_cmd(kBin + " bench --model " + dir +
-                               " -p 12 -n 6 --threads 2 --no-bandwidth --decode-after-prompt --breakdown --json");
+                               " -P 12 -n 6 --threads 2 --no-bandwidth --decode-after-prompt --breakdown --json");
   ASSERT_EQ(r.status, 0) << r.out;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j.at("decode_after_prompt"), true);

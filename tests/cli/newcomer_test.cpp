@@ -1,0 +1,126 @@
+// A newcomer's first hour: help and option errors read well, and every fuzz target is
+// documented and seeded (the no-change rebuild is noop_build.sh).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+namespace fs = std::filesystem;
+
+const std::string kBin = FATHOM_BINARY;
+const fs::path kSrc = FATHOM_SOURCE_DIR;
+
+struct Cmd {
+  int status = -1;
+  std::string out;  // stdout and stderr
+};
+
+Cmd sh(const std::string& cmd) {
+  Cmd r;
+  FILE* p = ::popen(("(" + cmd + ") 2>&1").c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int st = ::pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+TEST(Help, NoArgumentsPrintsTheUsage) {
+  const Cmd r = sh(kBin);
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(has(r.out, "Usage:")) << r.out;
+  for (const char* c : {"run", "chat", "serve", "bench", "init-random"}) EXPECT_TRUE(has(r.out, c)) << c;
+  EXPECT_FALSE(has(r.out, "error")) << r.out;
+}
+
+// Every option of every command has a description, and a value option with a default shows it.
+TEST(Help, DescribesEveryOptionWithItsDefault) {
+  for (const char* cmd : {"run", "chat", "serve", "generate", "logits", "tokenize", "template", "bench",
+                          "init-random", "quantize", "kl"}) {
+    const Cmd r = sh(kBin + " " + cmd + " --help");
+    ASSERT_EQ(r.status, 0) << cmd << ": " << r.out;
+    std::istringstream in(r.out);
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    for (size_t i = 0; i < lines.size(); ++i) {
+      const std::string& l = lines[i];
+      if (l.rfind("  -", 0) != 0) continue;
+      // "  --opt TYPE   description", or the description alone on the next, deeper-indented line.
+      const size_t gap = l.find("  ", 2);
+      const bool described = (gap != std::string::npos && l.find_first_not_of(' ', gap) != std::string::npos) ||
+                             (i + 1 < lines.size() && lines[i + 1].rfind("      ", 0) == 0 &&
+                              lines[i + 1].find_first_not_of(' ') != std::string::npos &&
+                              lines[i + 1][lines[i + 1].find_first_not_of(' ')] != '-');
+      EXPECT_TRUE(described) << cmd << ": " << l;
+    }
+  }
+  const Cmd run = sh(kBin + " run --help");
+  for (const char* s : {"(default: 8192)", "(default: 0.95)", "(default: 2048)"})
+    EXPECT_TRUE(has(run.out, s)) << s << " in\n" << run.out;
+}
+
+TEST(Errors, RangeErrorsNameTheRange) {
+  struct Case {
+    std::string args, want;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"run --model m -p hi --top-p 2", "--top-p: 2 is out of range: must be between 0 and 1"},
+           {"run --model m -p hi -n 0", "must be 1 or more"},
+           {"generate --model m --ids 1 -n 0", "must be 1 or more"},
+           {"run --model m -p hi --temperature -1", "must be 0 or more"},
+           {"serve --model m --port 70000", "must be between 0 and 65535"},
+           {"bench --model m -P 0", "must be 1 or more"},
+       }) {
+    const Cmd r = sh(kBin + " " + c.args);
+    EXPECT_NE(r.status, 0) << c.args << ": " << r.out;
+    EXPECT_TRUE(has(r.out, c.want)) << c.args << ": " << r.out;
+    EXPECT_FALSE(has(r.out, "0.000000")) << c.args << ": " << r.out;
+  }
+}
+
+// -p is the prompt's text (run); bench's prompt-token count is -P.
+TEST(Errors, DashPMeansThePromptOnly) {
+  EXPECT_TRUE(has(sh(kBin + " run --help").out, "-p,--prompt"));
+  const std::string bench = sh(kBin + " bench --help").out;
+  EXPECT_TRUE(has(bench, "-P,--prompt")) << bench;
+  EXPECT_FALSE(has(bench, "-p,")) << bench;
+}
+
+TEST(Fuzz, EveryTargetHasASeedCorpus) {
+  int targets = 0;
+  for (const auto& e : fs::directory_iterator(kSrc / "fuzz")) {
+    if (e.path().extension() != ".cpp") continue;
+    ++targets;
+    const fs::path corpus = kSrc / "fuzz/corpus" / e.path().stem();
+    EXPECT_TRUE(fs::is_directory(corpus) && !fs::is_empty(corpus)) << corpus;
+  }
+  EXPECT_GE(targets, 5);
+}
+
+// UBSan findings stop the fuzzer, and clang's -fsanitize=undefined leaves out float-cast-overflow.
+TEST(Fuzz, PresetIsClangWithFatalUbsanAndFloatCasts) {
+  const std::string presets = slurp(kSrc / "CMakePresets.json"), top = slurp(kSrc / "CMakeLists.txt");
+  EXPECT_TRUE(has(presets, "\"CMAKE_CXX_COMPILER\": \"clang++\""));
+  EXPECT_TRUE(has(top, "-fno-sanitize-recover=all"));
+  EXPECT_TRUE(has(top, "float-cast-overflow"));
+}
+
+}  // namespace
