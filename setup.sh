@@ -33,4 +33,6 @@ if [ "${FATHOM_SETUP_NO_BUILD:-0}" != 1 ]; then
   # glob changes, so a no-change run builds nothing.
   [ -f build/release/build.ninja ] || cmake --preset release >/dev/null
   cmake --build --preset release -j"$(nproc)"
+  # The model the README's first `fathom run` uses (made once).
+  scripts/tiny_model.sh build/tiny-v3
 fi

@@ -7,8 +7,8 @@
 
 namespace fathom::cli {
 
-ChatSession::ChatSession(const std::string& dir, const LoadOpts& load, ChatOpts opts)
-    : model_(load_model(dir, load)), tok_(Tokenizer::load(dir)), tmpl_(ChatTemplate::load(dir)),
+ChatSession::ChatSession(const std::string& dir, const std::string& tok_dir, const LoadOpts& load, ChatOpts opts)
+    : model_(load_model(dir, load)), tok_(Tokenizer::load(tok_dir)), tmpl_(ChatTemplate::load(tok_dir)),
       opts_(std::move(opts)), session_(*model_, opts_.ctx) {
   if (auto e = tok_.eos_id()) opts_.gen.stop_ids.push_back(*e);
   for (int64_t e : model_->config().eos_token_ids) opts_.gen.stop_ids.push_back(int32_t(e));

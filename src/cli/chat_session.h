@@ -31,7 +31,8 @@ struct TurnStats {
 
 class ChatSession {
  public:
-  ChatSession(const std::string& model_dir, const LoadOpts& load, ChatOpts opts);
+  // The tokenizer and the chat template come from tokenizer_dir (usually model_dir).
+  ChatSession(const std::string& model_dir, const std::string& tokenizer_dir, const LoadOpts& load, ChatOpts opts);
   // Adds the user's message, streams the reply to stdout, and keeps it in the history.
   TurnStats turn(const std::string& user_text);
   const ModelConfig& config() const { return model_->config(); }

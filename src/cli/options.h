@@ -1,5 +1,5 @@
 #pragma once
-// Option checks and the help layout of the subcommands. CLI11's PositiveNumber and
+// Option checks, shared options and the help layout of the subcommands. CLI11's PositiveNumber and
 // Range name the whole range of a double in their errors ("0.000000 to 1797693134862315708…");
 // these name the bounds that apply.
 #include <string>
@@ -28,6 +28,18 @@ inline CLI::Validator at_least(double lo) {
         return fmt::format("{} is out of range: must be {} or more", s, lo);
       },
       fmt::format(">={}", lo));
+}
+
+// --tokenizer DIR: where tokenizer.json and tokenizer_config.json (with the chat template) are
+// read from when the checkpoint directory lacks them.
+inline void add_tokenizer_option(CLI::App* sub, std::string& dir) {
+  sub->add_option("--tokenizer", dir,
+                  "directory with tokenizer.json and tokenizer_config.json (chat template); "
+                  "default: the --model directory")
+      ->check(CLI::ExistingDirectory);
+}
+inline const std::string& tokenizer_dir(const std::string& model_dir, const std::string& tokenizer) {
+  return tokenizer.empty() ? model_dir : tokenizer;
 }
 
 // Help lines read "--ctx INT:>=1   context length (default: 8192)": the default goes with the

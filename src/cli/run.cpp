@@ -17,7 +17,7 @@ namespace {
 
 struct Args {
   ModelArgs m;
-  std::string prompt, system;
+  std::string prompt, system, tokenizer;
   int64_t max_tokens = 2048, ctx = 8192;
   float temperature = 0.6f, top_p = 0.95f;  // DeepSeek's recommended settings for R1
   int32_t top_k = 0;
@@ -27,6 +27,7 @@ struct Args {
 
 void add_common(CLI::App* sub, Args& a) {
   a.m.add(sub);
+  add_tokenizer_option(sub, a.tokenizer);
   sub->add_option("--system", a.system, "system prompt");
   sub->add_option("-n,--max-tokens", a.max_tokens, "most tokens per reply")->check(at_least(1));
   sub->add_option("--ctx", a.ctx, "context length, tokens (the whole conversation)")->check(at_least(1));
@@ -73,7 +74,8 @@ void add_run(CLI::App& app) {
   add_common(run, *a);
   run->add_option("-p,--prompt", a->prompt, "the user's message")->required();
   run->callback([a] {
-    ChatSession chat(a->m.model, a->m.load_opts(), chat_opts(*a, nullptr));
+    ChatSession chat(a->m.model, tokenizer_dir(a->m.model, a->tokenizer), a->m.load_opts(),
+                     chat_opts(*a, nullptr));
     print_stats(chat.turn(a->prompt));
   });
 
@@ -81,7 +83,8 @@ void add_run(CLI::App& app) {
   auto* chat = app.add_subcommand("chat", "interactive multi-turn chat (Ctrl-C stops a reply, Ctrl-D quits)");
   add_common(chat, *b);
   chat->callback([b] {
-    ChatSession session(b->m.model, b->m.load_opts(), chat_opts(*b, &g_interrupt));
+    ChatSession session(b->m.model, tokenizer_dir(b->m.model, b->tokenizer), b->m.load_opts(),
+                        chat_opts(*b, &g_interrupt));
     struct sigaction sa {};
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);

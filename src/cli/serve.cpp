@@ -52,10 +52,12 @@ void add_serve(CLI::App& app) {
     size_t max_body = 8u << 20;
     double read_timeout = 10;
     std::string name;
+    std::string tokenizer;
   };
   auto a = std::make_shared<Args>();
   auto* sub = app.add_subcommand("serve", "OpenAI/DeepSeek-compatible HTTP API with continuous batching");
   a->m.add(sub);
+  add_tokenizer_option(sub, a->tokenizer);
   sub->add_option("--host", a->host, "address to listen on");
   sub->add_option("--port", a->port, "port (0: any free port)")->check(in_range(0, 65535));
   sub->add_option("--api-key", a->api_key, "require 'Authorization: Bearer KEY'");
@@ -83,10 +85,11 @@ void add_serve(CLI::App& app) {
 #endif
 
     auto model = load_model(a->m.model, a->m.load_opts());
-    Tokenizer tok = Tokenizer::load(a->m.model);
+    const std::string& tok_dir = tokenizer_dir(a->m.model, a->tokenizer);
+    Tokenizer tok = Tokenizer::load(tok_dir);
     std::optional<ChatTemplate> tmpl;
     try {
-      tmpl = ChatTemplate::load(a->m.model);
+      tmpl = ChatTemplate::load(tok_dir);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "fathom serve: no chat template (%s); /v1/chat/completions is off\n", e.what());
     }

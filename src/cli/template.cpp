@@ -59,7 +59,8 @@ void add_template(CLI::App& app) {
       "template",
       "Render chat requests with the model's chat template. stdin: JSONL {\"messages\": [...], "
       "\"add_generation_prompt\": bool, other keys are template globals}; stdout: JSONL {\"text\", \"ids\"}");
-  sub->add_option("--model", o->model, "Model directory with tokenizer_config.json (and tokenizer.json)")
+  // Only the tokenizer files are read, so --tokenizer (as run/chat/serve spell it) is the same option.
+  sub->add_option("--model,--tokenizer", o->model, "Directory with tokenizer_config.json (and tokenizer.json)")
       ->required()
       ->check(CLI::ExistingDirectory);
   sub->add_flag("--text-only", o->text_only, "Write only the text (no tokenizer needed)");

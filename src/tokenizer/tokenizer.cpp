@@ -166,7 +166,14 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json) {
 }
 
 Tokenizer Tokenizer::load(const std::string& model_dir) {
-  Tokenizer t = from_json(read_file(model_dir + "/tokenizer.json"));
+  const std::string path = model_dir + "/tokenizer.json";
+  // The likeliest first error: a checkpoint copied without its tokenizer files.
+  if (!std::ifstream(path).good())
+    fail("no tokenizer: {} does not exist. fathom reads the Hugging Face tokenizer.json (and "
+         "tokenizer_config.json, with the chat template) from the model directory: copy them from the "
+         "model's repository, or pass --tokenizer DIR",
+         path);
+  Tokenizer t = from_json(read_file(path));
   const std::string cfg_path = model_dir + "/tokenizer_config.json";
   if (std::ifstream(cfg_path).good()) {
     json cfg;

@@ -97,6 +97,26 @@ TEST_F(RunChat, ChatKeepsTheConversationAndReusesTheCache) {
   EXPECT_EQ(err.find(" 0 from cache", second), std::string::npos) << err;
 }
 
+// A checkpoint without tokenizer files: run says which file is missing, and --tokenizer
+// borrows them from another directory (the reply is the same as with them in place).
+TEST_F(RunChat, TokenizerFromAnotherDirectory) {
+  const fs::path bare = dir_.string() + "-bare";
+  fs::create_directories(bare);
+  for (const auto& e : fs::directory_iterator(dir_))
+    if (e.path().filename().string().rfind("tokenizer", 0) != 0)
+      fs::create_symlink(e.path(), bare / e.path().filename());
+  const std::string base =
+      std::string(FATHOM_BINARY) + " run --model " + bare.string() + " -p 'Hello there' -n 8 --temperature 0";
+  const std::string err = sh(base + " 2>&1 >/dev/null");
+  EXPECT_NE(err.find((bare / "tokenizer.json").string() + " does not exist"), std::string::npos) << err;
+  const std::string got = sh(base + " --tokenizer " + dir_.string() + " 2>/dev/null");
+  const std::string want = sh(std::string(FATHOM_BINARY) + " run --model " + dir_.string() +
+                              " -p 'Hello there' -n 8 --temperature 0 2>/dev/null");
+  EXPECT_FALSE(want.empty());
+  EXPECT_EQ(got, want);
+  fs::remove_all(bare);
+}
+
 TEST_F(RunChat, BadInputIsAClearError) {
   const std::string out = sh(std::string(FATHOM_BINARY) + " run --model /nonexistent -p hi 2>&1; echo rc=$?");
   EXPECT_NE(out.find("fathom: error:"), std::string::npos);

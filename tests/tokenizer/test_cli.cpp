@@ -54,4 +54,19 @@ TEST(TokenizeCli, MalformedLineFails) {
   EXPECT_NE(run("--model /nonexistent", "\"x\"\n").status, 0);
 }
 
+// A directory without tokenizer.json: the error names the file, where it was looked for, and
+// the way out; --tokenizer is the same option as --model here.
+TEST(TokenizeCli, MissingTokenizerSaysWhatAndWhere) {
+  const std::string dir = ::testing::TempDir() + "/tok_cli_empty_" + std::to_string(::getpid());
+  std::system(("mkdir -p " + dir).c_str());
+  const Result r = run("--model " + dir, "\"x\"\n");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find(dir + "/tokenizer.json does not exist"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--tokenizer DIR"), std::string::npos) << r.err;
+  const Result t = run(std::string("--tokenizer ") + FATHOM_TEST_DATA + "/tokenizers/deepseek-v3", "\"hello world\"\n");
+  EXPECT_EQ(t.status, 0) << t.err;
+  EXPECT_EQ(t.out, "[33310,2058]\n");
+  std::system(("rm -rf " + dir).c_str());
+}
+
 }  // namespace
