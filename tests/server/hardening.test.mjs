@@ -22,8 +22,9 @@ before(async () => {
     '--api-key-file', keyFile]);
   // Defaults for the body limit and the connections; a short head timeout; no key.
   small = await startServer(['--ctx', '256', '--max-batch', '2', '--header-timeout', '1']);
-  // Four connections at most; the key from the environment.
-  few = await startServer(['--ctx', '256', '--max-batch', '2', '--max-connections', '4', '--read-timeout', '20'],
+  // Four connections and 1000 bytes of bodies at most; the key from the environment.
+  few = await startServer(['--ctx', '256', '--max-batch', '2', '--max-connections', '4', '--read-timeout', '20',
+    '--max-body-total', '1000'],
     { env: { FATHOM_API_KEY: ENV_KEY } });
 });
 
@@ -167,6 +168,20 @@ test('beyond the connection limit the idlest connection makes room; 503 when all
     assert.equal(err.type, 'server_error');
   } finally {
     for (const s of [...busy, ...idle]) s.destroy();
+  }
+  await sleep(200);
+  assert.equal((await complete(few, ENV_KEY)).status, 200);
+});
+
+test('request bodies in flight are capped in total', async () => {
+  const held = await stalledUpload(few.port);  // holds 100 bytes
+  try {
+    const res = await rawRequest(few.port, ['POST /v1/completions HTTP/1.1\r\nContent-Length: 950\r\n\r\n'],
+      { timeoutMs: 5000 });
+    assert.match(res, /^HTTP\/1\.1 503 /);
+    assert.match(res, /too many request bodies/);
+  } finally {
+    held.destroy();
   }
   await sleep(200);
   assert.equal((await complete(few, ENV_KEY)).status, 200);
