@@ -272,6 +272,9 @@ struct Server::Loop {
       return;
     }
     c->buf.append(tmp, size_t(n));
+    // A head ends at a newline: without one it stays incomplete, and parsing it again would
+    // let a client trickling bytes cost work quadratic in its head.
+    if (c->state == Conn::Head && !std::memchr(tmp, '\n', size_t(n)) && c->buf.size() <= s.opts_.max_header) return;
     advance(c);
   }
 
@@ -403,6 +406,10 @@ struct Server::Loop {
     s.workers_.clear();
     for (auto& [fd, c] : conns) ::close(fd);
     conns.clear();
+    {
+      std::lock_guard lk(s.mu_);
+      s.returned_.clear();
+    }
     s.body_bytes_.store(0);
   }
 };
