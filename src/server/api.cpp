@@ -89,6 +89,15 @@ void Api::handle(http::Request& req, http::Responder& resp) {
 }
 
 void Api::generate(http::Request& req, http::Responder& resp, bool chat) {
+  const int64_t max_ctx = d_.engine->opts().max_ctx;
+  // A text prompt too long by its bytes alone is refused before its JSON is parsed.
+  if (const auto bytes = chat ? std::nullopt : top_level_string_bytes(req.body, "prompt")) {
+    try {
+      encoder_.check_bytes(*bytes, max_ctx);
+    } catch (const PromptError& e) {
+      throw ApiError(400, e.what(), "prompt", "context_length_exceeded");
+    }
+  }
   Gen g;
   {
     // The body and its JSON are freed as soon as the request is parsed: a long prompt would
@@ -99,7 +108,6 @@ void Api::generate(http::Request& req, http::Responder& resp, bool chat) {
   }
   const Tokenizer& tok = *d_.tokenizer;
   const char* prompt_param = chat ? "messages" : "prompt";
-  const int64_t max_ctx = d_.engine->opts().max_ctx;
   try {
     if (chat) {
       if (!d_.chat_template) throw ApiError(400, "this model has no chat template; use /v1/completions");

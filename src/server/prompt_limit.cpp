@@ -36,7 +36,80 @@ bool piece_boundary(std::string_view t, size_t p) {
                                 at_least, bytes, limit));
 }
 
+bool json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+void skip_space(std::string_view s, size_t& i) {
+  while (i < s.size() && json_space(s[i])) ++i;
+}
+
+// Skips the string that starts at s[i] == '"'; returns a lower bound on its decoded bytes
+// (every escape decodes to at least one), or nullopt when it does not end.
+std::optional<size_t> skip_string(std::string_view s, size_t& i) {
+  size_t n = 0;
+  for (++i; i < s.size(); ++n) {
+    const char c = s[i++];
+    if (c == '"') return n;
+    if (c == '\\') {
+      if (i >= s.size()) return std::nullopt;
+      i += s[i] == 'u' ? 5 : 1;
+    }
+  }
+  return std::nullopt;
+}
+
+// Skips any value; nested containers by counting brackets outside strings.
+bool skip_value(std::string_view s, size_t& i) {
+  if (i >= s.size()) return false;
+  if (s[i] == '"') return skip_string(s, i).has_value();
+  if (s[i] != '{' && s[i] != '[') {
+    const size_t start = i;
+    while (i < s.size() && !json_space(s[i]) && s[i] != ',' && s[i] != '}' && s[i] != ']') ++i;
+    return i > start;
+  }
+  size_t depth = 0;
+  while (i < s.size()) {
+    const char c = s[i];
+    if (c == '"') {
+      if (!skip_string(s, i)) return false;
+      continue;
+    }
+    ++i;
+    if (c == '{' || c == '[') ++depth;
+    else if ((c == '}' || c == ']') && --depth == 0) return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+std::optional<size_t> top_level_string_bytes(std::string_view s, std::string_view key) {
+  std::optional<size_t> found;
+  size_t i = 0;
+  skip_space(s, i);
+  if (i >= s.size() || s[i++] != '{') return std::nullopt;
+  // Only an object that ends is trusted, so that a malformed body gets the parser's error.
+  skip_space(s, i);
+  if (i < s.size() && s[i] == '}') return std::nullopt;
+  for (;;) {
+    skip_space(s, i);
+    if (i >= s.size() || s[i] != '"') return std::nullopt;
+    const size_t key_start = i + 1;
+    if (!skip_string(s, i)) return std::nullopt;
+    const bool match = s.substr(key_start, i - 1 - key_start) == key;
+    skip_space(s, i);
+    if (i >= s.size() || s[i++] != ':') return std::nullopt;
+    skip_space(s, i);
+    if (match && i < s.size() && s[i] == '"') {
+      found = skip_string(s, i);
+    } else {
+      if (match) found.reset();  // a later field of another type replaces the string
+      if (!skip_value(s, i)) return std::nullopt;
+    }
+    skip_space(s, i);
+    if (i < s.size() && s[i] == '}') return found;
+    if (i >= s.size() || s[i++] != ',') return std::nullopt;
+  }
+}
 
 PromptEncoder::PromptEncoder(const Tokenizer& tok) : tok_(tok) {
   for (int32_t id = 0; id < tok.vocab_size(); ++id)
@@ -46,9 +119,13 @@ PromptEncoder::PromptEncoder(const Tokenizer& tok) : tok_(tok) {
   if (!tok.impl().normalizer.identity()) max_token_bytes_ *= 4;
 }
 
+void PromptEncoder::check_bytes(size_t bytes, int64_t limit) const {
+  const int64_t at_least = int64_t((bytes + max_token_bytes_ - 1) / max_token_bytes_);
+  if (at_least >= limit) too_long(at_least, bytes, limit);
+}
+
 std::vector<int32_t> PromptEncoder::encode(std::string_view text, int64_t limit) const {
-  const int64_t at_least = int64_t((text.size() + max_token_bytes_ - 1) / max_token_bytes_);
-  if (at_least >= limit) too_long(at_least, text.size(), limit);
+  check_bytes(text.size(), limit);
   if (text.size() <= kWindow) return tok_.encode(text);
 
   big_.acquire();
