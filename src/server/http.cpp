@@ -50,6 +50,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+// A body that has not advanced for this long may be dropped to make room for a new connection.
+constexpr auto kStalled = milliseconds(1000);
+
 int ms_left(Clock::time_point deadline) {
   const auto d = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
   return int(std::max<int64_t>(0, d));
@@ -161,6 +164,7 @@ struct Server::Conn {
   std::string buf;
   bool fresh = true;                  // no request yet: the head deadline counts from the opening
   Clock::time_point since, deadline;  // when the state began; when it times out
+  Clock::time_point last_read;        // when bytes last arrived
   RequestHead head;                   // Body: the head read before it
   size_t reserved = 0;                // bytes of body_bytes_ this connection holds
   bool close_after = false;           // set by the handler's thread: take no further request
@@ -215,15 +219,26 @@ struct Server::Loop {
   }
 
   // Makes room for a new connection: one already closing, else the one waiting longest for
-  // its request. A client that sends its request at once is never the oldest waiting for long.
+  // its request head, else the one whose body has stalled longest (a second or more). A client
+  // that sends its request at once is never the oldest for long.
   bool evict_one() {
+    const auto now = Clock::now();
     Conn* best = nullptr;
+    int best_rank = 3;
+    Clock::time_point best_age{};
     for (auto& [fd, c] : conns) {
       const Conn::State st = c->state;
-      if (st == Conn::Busy || st == Conn::Body) continue;
-      if (!best || (st == Conn::Closing) > (best->state == Conn::Closing) ||
-          ((st == Conn::Closing) == (best->state == Conn::Closing) && c->since < best->since))
+      const int rank = st == Conn::Closing                                  ? 0
+                       : st == Conn::Waiting || st == Conn::Head            ? 1
+                       : st == Conn::Body && now - c->last_read >= kStalled ? 2
+                                                                            : 3;
+      if (rank == 3) continue;
+      const auto age = rank == 2 ? c->last_read : c->since;
+      if (rank < best_rank || (rank == best_rank && age < best_age)) {
         best = c.get();
+        best_rank = rank;
+        best_age = age;
+      }
     }
     if (!best) return false;
     close_now(best);
@@ -242,7 +257,7 @@ struct Server::Loop {
       }
       int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      // Every connection is busy reading a body or running a handler: refuse this one.
+      // Every connection is busy sending a body or running a handler: refuse this one.
       const bool full = conns.size() >= size_t(s.opts_.max_connections) && !evict_one();
       if (full && conns.size() >= size_t(s.opts_.max_connections) + 64) {
         ::close(fd);  // no room even to answer
@@ -251,7 +266,7 @@ struct Server::Loop {
       auto owned = std::make_unique<Conn>();
       Conn* c = owned.get();
       c->fd = fd;
-      c->since = Clock::now();
+      c->since = c->last_read = Clock::now();
       c->deadline = c->since + milliseconds(s.opts_.header_timeout_ms);
       watch(fd);
       conns.emplace(fd, std::move(owned));
@@ -266,6 +281,7 @@ struct Server::Loop {
     const ssize_t n = ::recv(c->fd, tmp, sizeof tmp, 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
     if (n <= 0) return close_now(c);
+    c->last_read = Clock::now();
     if (c->state == Conn::Closing) {
       c->drained += size_t(n);
       if (c->drained > (64u << 20)) close_now(c);

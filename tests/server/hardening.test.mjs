@@ -155,23 +155,47 @@ function stalledUpload(port) {
   });
 }
 
-test('beyond the connection limit the idlest connection makes room; 503 when all are busy', async () => {
+test('when every connection is busy sending a body, a new one gets 503 (server_error)', async () => {
+  const busy = [];
+  for (let i = 0; i < 4; ++i) busy.push(await stalledUpload(few.port));
+  try {
+    const res = await rawRequest(few.port, ['GET /health HTTP/1.1\r\n\r\n'], { timeoutMs: 5000 });
+    assert.match(res, /^HTTP\/1\.1 503 /);
+    assert.match(res, /\r\nRetry-After: /);
+    const err = JSON.parse(res.slice(res.indexOf('\r\n\r\n') + 4)).error;
+    assert.equal(err.type, 'server_error');
+  } finally {
+    for (const s of busy) s.destroy();
+  }
+  await sleep(200);
+});
+
+test('beyond the connection limit the idlest connection makes room', async () => {
   const busy = [await stalledUpload(few.port), await stalledUpload(few.port)];
   const idle = await openIdle(few.port, 40);
   try {
     const r = await complete(few, ENV_KEY);
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.ok(r.ms < 1000, `served after ${r.ms} ms`);
-    busy.push(await stalledUpload(few.port), await stalledUpload(few.port));
-    const res = await rawRequest(few.port, ['GET /health HTTP/1.1\r\n\r\n'], { timeoutMs: 5000 });
-    assert.match(res, /^HTTP\/1\.1 503 /);
-    const err = JSON.parse(res.slice(res.indexOf('\r\n\r\n') + 4)).error;
-    assert.equal(err.type, 'server_error');
   } finally {
     for (const s of [...busy, ...idle]) s.destroy();
   }
   await sleep(200);
   assert.equal((await complete(few, ENV_KEY)).status, 200);
+});
+
+test('bodies stalled for a second make room too', async () => {
+  const stalled = [];
+  for (let i = 0; i < 4; ++i) stalled.push(await stalledUpload(few.port));
+  try {
+    await sleep(1200);
+    const r = await complete(few, ENV_KEY);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.ok(r.ms < 1000, `served after ${r.ms} ms`);
+  } finally {
+    for (const s of stalled) s.destroy();
+  }
+  await sleep(200);
 });
 
 test('request bodies in flight are capped in total', async () => {
