@@ -287,10 +287,14 @@ struct Server::Loop {
       if (c->drained > (64u << 20)) close_now(c);
       return;
     }
+    const size_t had = c->buf.size();
     c->buf.append(tmp, size_t(n));
-    // A head ends at a newline: without one it stays incomplete, and parsing it again would
-    // let a client trickling bytes cost work quadratic in its head.
-    if (c->state == Conn::Head && !std::memchr(tmp, '\n', size_t(n)) && c->buf.size() <= s.opts_.max_header) return;
+    // A head ends with an empty line: until one arrives it stays incomplete, and parsing it
+    // again would let a client trickling bytes cost work quadratic in its head.
+    if (c->state == Conn::Head && c->buf.size() <= s.opts_.max_header) {
+      const size_t from = had < 2 ? 0 : had - 2;
+      if (c->buf.find("\n\n", from) == std::string::npos && c->buf.find("\n\r\n", from) == std::string::npos) return;
+    }
     advance(c);
   }
 
