@@ -163,6 +163,9 @@ void add_serve(CLI::App& app) {
     // escapes and token-id lists; the MiB covers tools and other fields.
     so.max_body = a->max_body ? a->max_body : (1u << 20) + size_t(a->ctx) * 64;
     so.max_body_total = a->max_body_total ? a->max_body_total : std::max<size_t>(16 * so.max_body, 64u << 20);
+    if (so.max_body_total < so.max_body)
+      fail("serve: --max-body-total ({}) is below the largest body ({}), which could then never be read",
+           so.max_body_total, so.max_body);
     so.header_timeout_ms = seconds_to_ms(a->header_timeout);
     so.body_timeout_ms = seconds_to_ms(a->read_timeout);
     so.idle_timeout_ms = seconds_to_ms(a->idle_timeout);

@@ -24,7 +24,7 @@ before(async () => {
   small = await startServer(['--ctx', '256', '--max-batch', '2', '--header-timeout', '1']);
   // Four connections and 1000 bytes of bodies at most; the key from the environment.
   few = await startServer(['--ctx', '256', '--max-batch', '2', '--max-connections', '4', '--read-timeout', '20',
-    '--max-body-total', '1000'],
+    '--max-body', '1000', '--max-body-total', '1000'],
     { env: { FATHOM_API_KEY: ENV_KEY } });
 });
 
