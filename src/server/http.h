@@ -76,8 +76,9 @@ struct ServerOpts {
   int body_timeout_ms = 30000;       // to send a whole body
   int idle_timeout_ms = 60000;       // keep-alive wait for the next request
   int write_timeout_ms = 30000;      // a client that stops reading is dropped
-  int max_connections = 512;         // when reached, the connection idle the longest is closed
-                                     // for a new one; 503 when every one is busy
+  int max_connections = 512;         // when reached, the connection idle the longest (or with
+                                     // a stalled body) is closed for a new one; 503 when every
+                                     // one is busy
 };
 
 // Connections are read by one thread with epoll, so an idle or slow client costs a socket
