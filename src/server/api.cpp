@@ -7,22 +7,12 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "server/auth.h"
 #include "server/text_stream.h"
 #include "template/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace fathom::server {
-
-namespace {
-
-bool same_key(const std::string& a, const std::string& b) {
-  // Compares in time independent of where they differ.
-  unsigned diff = unsigned(a.size() ^ b.size());
-  for (size_t i = 0; i < a.size(); ++i) diff |= unsigned(a[i] ^ (i < b.size() ? b[i] : 0));
-  return diff == 0;
-}
-
-}  // namespace
 
 struct Api::Gen {
   ParsedRequest pr;
@@ -38,7 +28,7 @@ struct Api::Gen {
   std::string finish;
 };
 
-Api::Api(ApiDeps deps) : d_(std::move(deps)), created_(int64_t(std::time(nullptr))) {
+Api::Api(ApiDeps deps) : d_(std::move(deps)), encoder_(*d_.tokenizer), created_(int64_t(std::time(nullptr))) {
   if (d_.chat_template) {
     const std::regex tools_var(R"(\btools\b)");
     caps_.tools = std::regex_search(d_.chat_template->source(), tools_var);
@@ -60,7 +50,7 @@ void Api::send_error(http::Responder& resp, const ApiError& e) {
   send_json(resp, e.status, error_body(e.status, e.what(), e.param, e.code));
 }
 
-void Api::handle(const http::Request& req, http::Responder& resp) {
+void Api::handle(http::Request& req, http::Responder& resp) {
   try {
     const std::string& p = req.path;
     if (p == "/health") {
@@ -68,8 +58,7 @@ void Api::handle(const http::Request& req, http::Responder& resp) {
       return send_json(resp, 200, {{"status", "ok"}});
     }
     if (!d_.api_key.empty()) {
-      const std::string auth = req.header("authorization");
-      if (auth.rfind("Bearer ", 0) != 0 || !same_key(auth.substr(7), d_.api_key))
+      if (!bearer_matches(req.header("authorization"), d_.api_key))
         throw ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY')", "", "invalid_api_key");
     }
     if (p == "/metrics") {
@@ -99,10 +88,24 @@ void Api::handle(const http::Request& req, http::Responder& resp) {
   }
 }
 
-void Api::generate(const http::Request& req, http::Responder& resp, bool chat) {
-  const json body = parse_body(req.body);
+void Api::generate(http::Request& req, http::Responder& resp, bool chat) {
+  const int64_t max_ctx = d_.engine->opts().max_ctx;
+  // A text prompt too long by its bytes alone is refused before its JSON is parsed.
+  if (const auto bytes = chat ? std::nullopt : top_level_string_bytes(req.body, "prompt")) {
+    try {
+      encoder_.check_bytes(*bytes, max_ctx);
+    } catch (const PromptError& e) {
+      throw ApiError(400, e.what(), "prompt", "context_length_exceeded");
+    }
+  }
   Gen g;
-  g.pr = chat ? parse_chat_request(body, caps_) : parse_completion_request(body);
+  {
+    // The body and its JSON are freed as soon as the request is parsed: a long prompt would
+    // otherwise be held three times over while it is tokenized and generated from.
+    const json body = parse_body(req.body);
+    std::string().swap(req.body);
+    g.pr = chat ? parse_chat_request(body, caps_) : parse_completion_request(body);
+  }
   const Tokenizer& tok = *d_.tokenizer;
   const char* prompt_param = chat ? "messages" : "prompt";
   try {
@@ -115,21 +118,23 @@ void Api::generate(const http::Request& req, http::Responder& resp, bool chat) {
         throw ApiError(400, fmt::format("the chat template failed on these messages: {}", e.what()), "messages");
       }
       g.start_in_reasoning = prompt_opens_reasoning(text);
-      g.prompt = tok.encode(text);
+      g.prompt = encoder_.encode(text, max_ctx);
     } else if (!g.pr.prompt_ids.empty()) {
       g.prompt = g.pr.prompt_ids;
     } else {
       // As HF tokenizers encode with add_special_tokens: a text prompt starts with BOS
       // (DeepSeek, Llama-3) when the tokenizer has one. Token-id prompts are used as given.
-      g.prompt = tok.encode(g.pr.prompt_text);
+      g.prompt = encoder_.encode(g.pr.prompt_text, max_ctx);
       if (auto bos = tok.bos_id(); bos && (g.prompt.empty() || g.prompt.front() != *bos))
         g.prompt.insert(g.prompt.begin(), *bos);
     }
+  } catch (const PromptError& e) {
+    throw ApiError(400, e.what(), prompt_param, "context_length_exceeded");
   } catch (const fathom::Error& e) {
     throw ApiError(400, e.what(), prompt_param);
   }
   try {
-    validate_prompt(g.prompt, tok.vocab_size(), d_.engine->opts().max_ctx);
+    validate_prompt(g.prompt, tok.vocab_size(), max_ctx);
   } catch (const PromptError& e) {
     throw ApiError(400, e.what(), prompt_param, e.kind == PromptError::TooLong ? "context_length_exceeded" : "");
   }

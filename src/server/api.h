@@ -12,6 +12,7 @@
 #include "runtime/engine.h"
 #include "server/http.h"
 #include "server/openai.h"
+#include "server/prompt_limit.h"
 
 namespace fathom {
 class Tokenizer;
@@ -32,11 +33,11 @@ struct ApiDeps {
 class Api {
  public:
   explicit Api(ApiDeps deps);
-  void handle(const http::Request& req, http::Responder& resp);
+  void handle(http::Request& req, http::Responder& resp);
 
  private:
   struct Gen;
-  void generate(const http::Request& req, http::Responder& resp, bool chat);
+  void generate(http::Request& req, http::Responder& resp, bool chat);
   void run(Gen& g, http::Responder& resp);
   void send_json(http::Responder& resp, int status, const json& j);
   void send_error(http::Responder& resp, const ApiError& e);
@@ -44,6 +45,7 @@ class Api {
   void count(int status);
 
   ApiDeps d_;
+  PromptEncoder encoder_;
   TemplateCaps caps_;
   std::vector<int32_t> stop_ids_;
   int64_t created_;

@@ -1,7 +1,7 @@
 #pragma once
 // A small HTTP/1.1 server on POSIX sockets: keep-alive, Content-Length bodies with a size
-// limit, read deadlines against slow clients, chunked streaming responses, and a way for a
-// handler to notice that its client went away while it waits.
+// limit and a total budget, read deadlines against slow clients, chunked streaming responses,
+// and a way for a handler to notice that its client went away while it waits.
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 namespace fathom::http {
 
@@ -61,46 +62,58 @@ class Responder {
   virtual bool client_gone() = 0;
 };
 
-using Handler = std::function<void(const Request&, Responder&)>;
+// The handler may take the request's parts (the body, once parsed, to free it early).
+using Handler = std::function<void(Request&, Responder&)>;
 
 struct ServerOpts {
   std::string host = "127.0.0.1";
   int port = 8080;
-  size_t max_body = 8u << 20;       // bigger bodies get 413
-  size_t max_header = 64u << 10;    // bigger header blocks get 431
-  int header_timeout_ms = 10000;    // to read a whole request head (slow clients)
-  int body_timeout_ms = 30000;      // to read a whole body
-  int idle_timeout_ms = 60000;      // keep-alive wait for the next request
-  int write_timeout_ms = 30000;     // a client that stops reading is dropped
-  int max_connections = 256;        // beyond: 503 and close
+  size_t max_body = 8u << 20;        // bigger bodies get 413
+  size_t max_header = 64u << 10;     // bigger header blocks get 431
+  size_t max_body_total = 64u << 20; // bodies held at once, all connections together; beyond: 503
+  int header_timeout_ms = 5000;      // to send a whole request head: from the connection's
+                                     // opening, or from the first byte of a later request
+  int body_timeout_ms = 30000;       // to send a whole body
+  int idle_timeout_ms = 60000;       // keep-alive wait for the next request
+  int write_timeout_ms = 30000;      // a client that stops reading is dropped
+  int max_connections = 512;         // when reached, the connection idle the longest (or with
+                                     // a stalled body) is closed for a new one; 503 when every
+                                     // one is busy
 };
 
+// Connections are read by one thread with epoll, so an idle or slow client costs a socket
+// and its buffer, not a thread. A request whose head and body have arrived runs its handler
+// on a thread of its own (handlers block while they generate); then the connection returns
+// to the reader.
 class Server {
  public:
   Server(const ServerOpts& opts, Handler handler);
   ~Server();
   // Binds and listens; throws fathom::Error on failure. Returns the bound port.
   int listen();
-  // Accepts connections until stop(); each runs on its own thread.
+  // Serves connections until stop().
   void run();
+  // Safe from any thread.
   void stop();
 
  private:
-  void serve_conn(int fd);
-  void reap(bool all);
+  struct Conn;
+  struct Loop;
+  void handle(Conn* c, Request req, bool keep_alive);
 
   ServerOpts opts_;
   Handler handler_;
   int listen_fd_ = -1;
-  int wake_[2] = {-1, -1};  // self-pipe to interrupt poll() in run()
+  int wake_[2] = {-1, -1};  // self-pipe to interrupt epoll_wait in run()
   std::atomic<bool> stopping_{false};
+  std::atomic<size_t> body_bytes_{0};  // bodies held by requests in flight
   std::mutex mu_;
-  struct Conn {
+  std::vector<Conn*> returned_;  // connections whose handler finished, for the loop to take back
+  struct Worker {
     std::thread thread;
     std::atomic<bool> done{false};
-    int fd = -1;
   };
-  std::list<Conn> conns_;
+  std::list<Worker> workers_;
 };
 
 const char* status_text(int status);

@@ -11,7 +11,8 @@ let srv, client;
 
 before(async () => {
   makeModel();
-  srv = await startServer(['--max-batch', '4', '--ctx', '256', '--max-body', '1048576', '--read-timeout', '1.5']);
+  srv = await startServer(['--max-batch', '4', '--ctx', '256', '--max-body', '1048576', '--read-timeout', '1.5',
+    '--header-timeout', '1.5']);
   client = new OpenAI({ apiKey: 'none', baseURL: `${srv.base}/v1`, maxRetries: 0, timeout: 30000 });
 });
 
@@ -102,7 +103,7 @@ test('pipelined requests on one connection are both answered', async () => {
 
 test('a slow client is dropped while others are served', async () => {
   const start = Date.now();
-  // Trickles a request head one byte every 200 ms: longer than the 1.5 s read timeout.
+  // Trickles a request head one byte every 200 ms: longer than the 1.5 s head timeout.
   const head = 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n';
   const slow = rawRequest(srv.port, head.split(''), { delayMs: 200, timeoutMs: 20000 });
   // And one that sends its head but never its body.

@@ -63,10 +63,10 @@ export function makeModel() {
   return dir;
 }
 
-// Starts `fathom serve` on a free port; resolves once it listens.
-export async function startServer(extra = [], { dir = modelDir(), timeoutMs = 60000 } = {}) {
+// Starts `fathom serve` on a free port (`env` adds to its environment); resolves once it listens.
+export async function startServer(extra = [], { dir = modelDir(), timeoutMs = 60000, env = {} } = {}) {
   const args = ['serve', '--model', dir, '--host', '127.0.0.1', '--port', '0', '--threads', '2', ...extra];
-  const proc = spawn(binary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(binary(), args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let log = '';
   const port = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${log}`)), timeoutMs);
