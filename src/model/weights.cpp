@@ -29,17 +29,49 @@ static void to_f32(const TensorView& t, std::vector<float>& out) {
   }
 }
 
+// The config's layer count against the checkpoint, before anything proportional to it is
+// built: the first per-layer tensor every layer has must exist for the last layer.
+static void check_layer_count(const TensorStore& store, const ModelConfig& cfg, const RoleTable& table) {
+  auto every_layer = std::find_if(table.begin(), table.end(), [](const RoleRow& r) {
+    return r.when && r.scope == Scope::Layer && r.layers == LayerSet::All && !r.optional;
+  });
+  if (every_layer == table.end()) return;
+  auto name = [&](int64_t l) {
+    std::string n = every_layer->hf;
+    n.replace(n.find("{L}"), 3, std::to_string(l));
+    return n;
+  };
+  const int64_t L = cfg.num_hidden_layers;
+  if (store.find(name(L - 1))) return;
+  int64_t have = 0;  // bounded by the tensors present
+  while (have < L && store.find(name(have))) ++have;
+  fail("config.json: num_hidden_layers is {}, but the checkpoint has {} layer{} (missing tensor '{}')", L, have,
+       have == 1 ? "" : "s", name(have));
+}
+
 Weights::Weights(Backend& be, const std::string& dir, const ModelConfig& cfg, const RoleTable& table,
                  const LoadOpts& opts)
     : store_(TensorStore::open(dir)) {
   const auto quant = parse_block_quant(opts.quant);
-  std::vector<WeightSpec> specs = expand(table, cfg);
+  check_layer_count(store_, cfg, table);
   // An MTP layer is loaded whole when the checkpoint has it (many checkpoints drop it).
-  for (const WeightSpec& s : specs)
-    if (s.mtp && s.role == Role::MtpEhProj && store_.find(s.name)) mtp_layers_.push_back(s.layer);
-  std::erase_if(specs, [&](const WeightSpec& s) {
-    return (s.mtp && !has_layer(s.layer)) || (s.expert >= 0 && !opts.experts.holds(s.expert));
-  });
+  for (const RoleRow& r : table)
+    if (r.when && r.role == Role::MtpEhProj)
+      for (int64_t l = cfg.num_hidden_layers; l < cfg.num_hidden_layers + cfg.num_nextn_predict_layers; ++l)
+        if (std::string n = r.hf; store_.find(n.replace(n.find("{L}"), 3, std::to_string(l)))) mtp_layers_.push_back(l);
+  // The specs this process loads, checked for presence as they are formed: the first
+  // missing tensor ends the walk, so its cost is bounded by the tensors present.
+  std::vector<WeightSpec> specs;
+  auto layer_fn = [&](int64_t l) { return l < cfg.num_hidden_layers || has_layer(l); };
+  auto expert_fn = [&](int64_t e) { return opts.experts.holds(e); };
+  const FunctionRef<bool(int64_t)> want_layer = layer_fn, want_expert = expert_fn;
+  for_each_spec(table, cfg, {.fn = [&](WeightSpec&& s) {
+                               if (!store_.find(s.name) && !(s.mtp ? s.row_optional : s.optional))
+                                 fail("{}: missing tensor '{}' (expected shape {})", dir, s.name, shape_str(s.shape));
+                               specs.push_back(std::move(s));
+                             },
+                             .layer = &want_layer,
+                             .expert = &want_expert});
   auto prep = [&](const WeightSpec& s) {
     WeightPrep p;
     if (s.kind == WeightKind::Linear) p.requant = quant;
@@ -62,10 +94,7 @@ Weights::Weights(Backend& be, const std::string& dir, const ModelConfig& cfg, co
   for (const WeightSpec& spec : specs) {
     progress.step();
     const TensorView* t = store_.find(spec.name);
-    if (!t) {
-      if (spec.mtp ? spec.row_optional : spec.optional) continue;
-      fail("{}: missing tensor '{}' (expected shape {})", dir, spec.name, shape_str(spec.shape));
-    }
+    if (!t) continue;  // optional (the walk above refused missing required ones)
     if (t->shape != spec.shape)
       fail("tensor '{}': shape {} disagrees with config.json, which implies {}", spec.name, t->shape_str(),
            shape_str(spec.shape));
