@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/stored_matrix.h"
+#include "io/tensor_check.h"
 
 namespace fathom {
 
@@ -99,6 +100,7 @@ Weights::Weights(Backend& be, const std::string& dir, const ModelConfig& cfg, co
       fail("tensor '{}': shape {} disagrees with config.json, which implies {}", spec.name, t->shape_str(),
            shape_str(spec.shape));
     const uint64_t k = key(spec.role, spec.layer, spec.expert);
+    check_values(*t, {.full = opts.check_weights, .matrix = spec.kind != WeightKind::Vector});
     if (spec.kind == WeightKind::Vector) {
       std::vector<float> v;
       to_f32(*t, v);
@@ -107,6 +109,7 @@ Weights::Weights(Backend& be, const std::string& dir, const ModelConfig& cfg, co
       continue;
     }
     const StoredMatrix m = stored_matrix(store_, cfg, *t);
+    if (m.scale) check_values(*m.scale, {.full = opts.check_weights});
     const WeightPrep p = prep(spec);
     const bool own = be.arena_bytes(m, p) > 0;  // the source is no longer read
     std::unique_ptr<Weight> w = be.prepare_matrix(m, p);

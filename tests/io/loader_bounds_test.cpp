@@ -1,6 +1,7 @@
 // The loader is bounded and refuses nonsense: a config that claims far more than the
-// checkpoint holds, a FIFO or directory where a file should be, and numbers out of range all
-// end within a second in a one-line Error that names the field, file or tensor.
+// checkpoint holds, a FIFO or directory where a file should be, numbers out of range, and
+// weights that are NaN/Inf or BF16 data labelled F16 all end within a second in a one-line
+// Error that names the field, file or tensor.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "model/model.h"
+#include "runtime/generate.h"
 
 namespace fathom {
 namespace {
@@ -183,6 +185,71 @@ TEST_F(Loader, RefusesZeroContextAndZeroExpertsOnAMoeConfig) {
   e = load_error();
   EXPECT_TRUE(has(e, "n_routed_experts")) << e;
   EXPECT_FALSE(has(e, "missing tensor")) << e;
+}
+
+TEST_F(Loader, RefusesWeightsThatAreNotFinite) {
+  for (float bad : {NAN, INFINITY}) {
+    SetUp();
+    rewrite([&](const std::string& name, DType&, std::string& b) {
+      if (name != "model.layers.1.mlp.experts.3.up_proj.weight") return;
+      for (size_t i = 0; i + 2 <= b.size(); i += 2) {
+        const uint16_t h = f32_to_bf16(bad);
+        std::memcpy(&b[i], &h, 2);
+      }
+    });
+    const std::string e = load_error();
+    EXPECT_TRUE(has(e, "model.layers.1.mlp.experts.3.up_proj.weight")) << e;
+    EXPECT_TRUE(has(e, "non-finite")) << e;
+  }
+}
+
+// One NaN the sample does not reach: --check-weights finds it; without it the NaN reaches
+// the logits, and generation stops with an Error instead of emitting tokens.
+TEST_F(Loader, ANanOutsideTheSampleIsFoundByTheFullScanOrStopsGeneration) {
+  rewrite([&](const std::string& name, DType&, std::string& b) {
+    if (name != "lm_head.weight") return;  // [1024, 64] bf16: 65536 values, 1024 sampled
+    const uint16_t h = f32_to_bf16(NAN);
+    std::memcpy(&b[2 * (64 * 500 + 7)], &h, 2);  // row 500: token 500's logit
+  });
+  EXPECT_EQ(load_error(), "");
+  LoadOpts full;
+  full.check_weights = true;
+  const std::string e = load_error(full);
+  EXPECT_TRUE(has(e, "lm_head.weight")) << e;
+  EXPECT_TRUE(has(e, "non-finite")) << e;
+
+  auto model = load_model(dir_.string());
+  std::string gen_error;
+  std::vector<int32_t> out;
+  try {
+    out = generate(*model, {5, 6, 7}, {.max_new_tokens = 4});
+  } catch (const Error& x) {
+    gen_error = x.what();
+  }
+  EXPECT_TRUE(has(gen_error, "not finite")) << gen_error << " (generated " << out.size() << " tokens)";
+}
+
+TEST_F(Loader, RefusesBf16DataLabelledF16) {
+  rewrite([&](const std::string&, DType& dt, std::string&) {
+    if (dt == DType::BF16) dt = DType::F16;
+  });
+  const std::string e = load_error();
+  EXPECT_TRUE(has(e, "look like BF16 data labelled F16")) << e;
+  EXPECT_TRUE(has(e, "tensor '")) << e;
+}
+
+TEST_F(Loader, LoadsAProperF16Checkpoint) {
+  rewrite([&](const std::string&, DType& dt, std::string& b) {
+    if (dt != DType::BF16) return;
+    dt = DType::F16;
+    for (size_t i = 0; i + 2 <= b.size(); i += 2) {
+      uint16_t h;
+      std::memcpy(&h, &b[i], 2);
+      h = f32_to_f16(bf16_to_f32(h));
+      std::memcpy(&b[i], &h, 2);
+    }
+  });
+  EXPECT_EQ(load_error(), "");
 }
 
 }  // namespace
