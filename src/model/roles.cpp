@@ -18,9 +18,7 @@ const char* role_name(Role r) {
   return size_t(r) < size_t(Role::Count) ? kNames[size_t(r)] : "?";
 }
 
-namespace {
-
-std::string fill(const std::string& pattern, int64_t layer, int64_t expert) {
+std::string fill_name(const std::string& pattern, int64_t layer, int64_t expert) {
   std::string s;
   for (size_t i = 0; i < pattern.size(); ++i) {
     if (pattern.compare(i, 3, "{L}") == 0) {
@@ -36,13 +34,11 @@ std::string fill(const std::string& pattern, int64_t layer, int64_t expert) {
   return s;
 }
 
-}  // namespace
-
 void for_each_spec(const RoleTable& t, const ModelConfig& c, const SpecVisit& v) {
   const int64_t L = c.num_hidden_layers, n_mtp = c.num_nextn_predict_layers;
   auto emit = [&](const RoleRow& r, int64_t layer, int64_t expert) {
     WeightSpec s;
-    s.name = fill(v.format == NameFormat::Hf ? r.hf : r.gguf, layer, expert);
+    s.name = fill_name(v.format == NameFormat::Hf ? r.hf : r.gguf, layer, expert);
     s.shape = r.shape;
     s.kind = r.kind;
     s.role = r.role;

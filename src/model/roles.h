@@ -66,6 +66,9 @@ struct WeightSpec {
   bool row_optional = false;  // the row's own flag
 };
 
+// A row's name pattern with {L} and {E} filled in.
+std::string fill_name(const std::string& pattern, int64_t layer, int64_t expert = -1);
+
 // Every tensor the table names for this config, in table order per layer: the model rows,
 // then layers 0..L-1, then the MTP layers L..L+num_nextn_predict_layers-1. Each HF name is
 // the row's pattern with {L} and {E} filled in.

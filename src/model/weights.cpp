@@ -30,36 +30,45 @@ static void to_f32(const TensorView& t, std::vector<float>& out) {
   }
 }
 
-// The config's layer count against the checkpoint, before anything proportional to it is
-// built: the first per-layer tensor every layer has must exist for the last layer.
-static void check_layer_count(const TensorStore& store, const ModelConfig& cfg, const RoleTable& table) {
-  auto every_layer = std::find_if(table.begin(), table.end(), [](const RoleRow& r) {
-    return r.when && r.scope == Scope::Layer && r.layers == LayerSet::All && !r.optional;
-  });
-  if (every_layer == table.end()) return;
-  auto name = [&](int64_t l) {
-    std::string n = every_layer->hf;
-    n.replace(n.find("{L}"), 3, std::to_string(l));
-    return n;
+// The config's layer and expert counts against the checkpoint, before anything
+// proportional to them is built: a tensor every layer (every expert) has must exist for
+// the last one. Counting what is there is bounded by the tensors present.
+static void check_counts(const TensorStore& store, const ModelConfig& cfg, const RoleTable& table,
+                         const ExpertPlacement& experts) {
+  auto row = [&](Scope scope) {
+    return std::find_if(table.begin(), table.end(), [&](const RoleRow& r) {
+      return r.when && r.scope == scope && !r.optional && (scope == Scope::Expert || r.layers == LayerSet::All);
+    });
   };
   const int64_t L = cfg.num_hidden_layers;
-  if (store.find(name(L - 1))) return;
-  int64_t have = 0;  // bounded by the tensors present
-  while (have < L && store.find(name(have))) ++have;
-  fail("config.json: num_hidden_layers is {}, but the checkpoint has {} layer{} (missing tensor '{}')", L, have,
-       have == 1 ? "" : "s", name(have));
+  if (auto r = row(Scope::Layer); r != table.end() && !store.find(fill_name(r->hf, L - 1))) {
+    int64_t have = 0;
+    while (have < L && store.find(fill_name(r->hf, have))) ++have;
+    fail("config.json: num_hidden_layers is {}, but the checkpoint has {} layer{} (missing tensor '{}')", L, have,
+         have == 1 ? "" : "s", fill_name(r->hf, have));
+  }
+  const int64_t E = cfg.n_routed_experts;
+  int64_t moe = 0;  // the first MoE layer
+  while (moe < L && !cfg.is_moe_layer(moe)) ++moe;
+  if (auto r = row(Scope::Expert); r != table.end() && moe < L && experts.holds(E - 1) &&
+                                   !store.find(fill_name(r->hf, moe, E - 1))) {
+    int64_t have = 0;
+    while (have < E && store.find(fill_name(r->hf, moe, have))) ++have;
+    fail("config.json: n_routed_experts is {}, but layer {} of the checkpoint has {} (missing tensor '{}')", E, moe,
+         have, fill_name(r->hf, moe, have));
+  }
 }
 
 Weights::Weights(Backend& be, const std::string& dir, const ModelConfig& cfg, const RoleTable& table,
                  const LoadOpts& opts)
     : store_(TensorStore::open(dir)) {
   const auto quant = parse_block_quant(opts.quant);
-  check_layer_count(store_, cfg, table);
+  check_counts(store_, cfg, table, opts.experts);
   // An MTP layer is loaded whole when the checkpoint has it (many checkpoints drop it).
   for (const RoleRow& r : table)
     if (r.when && r.role == Role::MtpEhProj)
       for (int64_t l = cfg.num_hidden_layers; l < cfg.num_hidden_layers + cfg.num_nextn_predict_layers; ++l)
-        if (std::string n = r.hf; store_.find(n.replace(n.find("{L}"), 3, std::to_string(l)))) mtp_layers_.push_back(l);
+        if (store_.find(fill_name(r.hf, l))) mtp_layers_.push_back(l);
   // The specs this process loads, checked for presence as they are formed: the first
   // missing tensor ends the walk, so its cost is bounded by the tensors present.
   std::vector<WeightSpec> specs;

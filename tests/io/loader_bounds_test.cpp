@@ -125,6 +125,7 @@ TEST_F(Loader, ExpertCountBeyondTheCheckpointIsRefusedAtOnce) {
   set("n_group", 1);
   set("topk_group", 1);
   const std::string e = load_error();
+  EXPECT_TRUE(has(e, "n_routed_experts is 4096, but layer 1 of the checkpoint has 16")) << e;
   EXPECT_TRUE(has(e, "missing tensor 'model.layers.1.mlp.experts.16.")) << e;
 }
 
@@ -141,6 +142,13 @@ TEST_F(Loader, RefusesADirectoryNamedModelSafetensors) {
   fs::create_directory(dir_ / "model.safetensors");
   const std::string e = load_error();
   EXPECT_TRUE(has(e, "model.safetensors: is a directory, not a regular file")) << e;
+}
+
+TEST_F(Loader, RefusesADeviceNamedModelSafetensors) {
+  fs::remove(dir_ / "model.safetensors");
+  fs::create_symlink("/dev/zero", dir_ / "model.safetensors");
+  const std::string e = load_error();
+  EXPECT_TRUE(has(e, "model.safetensors: is a device, not a regular file")) << e;
 }
 
 TEST_F(Loader, RefusesAFifoNamedConfigJson) {
