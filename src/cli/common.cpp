@@ -63,6 +63,8 @@ void ModelArgs::add(CLI::App* sub, bool with_quant) {
   if (with_quant) sub->add_option("--quant", quant, "requantize weights at load: q8_0 | q4_0");
   sub->add_flag("--no-repack", no_repack,
                 "keep Q8_0/Q4_0 weights row-major instead of packing them for AVX-512 VNNI");
+  sub->add_flag("--check-weights", check_weights,
+                "scan every weight value for NaN/Inf at load (default: a sample of each tensor)");
 }
 
 LoadOpts ModelArgs::load_opts() const {
@@ -71,6 +73,7 @@ LoadOpts ModelArgs::load_opts() const {
   o.threads = threads;
   o.quant = quant;
   o.repack = !no_repack;
+  o.check_weights = check_weights;
   o.progress = isatty(2);
   return o;
 }

@@ -26,6 +26,7 @@ struct ModelArgs {
   std::string attn = "absorbed";
   std::string quant;
   bool no_repack = false;
+  bool check_weights = false;
   void add(CLI::App* sub, bool with_quant = true);
   LoadOpts load_opts() const;
 };

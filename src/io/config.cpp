@@ -1,5 +1,7 @@
 #include "io/config.h"
 
+#include <sys/stat.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -23,16 +25,44 @@ const char* arch_name(Arch a) {
 namespace {
 
 // Typed field readers: absent or null gives the default; a wrong type names the field.
+// A JSON number is range-checked before it is converted (casting 1e30 to int64_t is UB).
+int64_t to_int(const json& v, const std::string& key) {
+  if (v.is_number_unsigned()) {
+    if (v.get<uint64_t>() > uint64_t(INT64_MAX))
+      fail("config.json: field '{}' is out of range (got {})", key, v.dump());
+    return int64_t(v.get<uint64_t>());
+  }
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (std::floor(d) != d) fail("config.json: field '{}' must be an integer (got {})", key, v.dump());
+    // [-2^63, 2^63): the doubles that convert to int64_t exactly.
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
+      fail("config.json: field '{}' is out of range (got {})", key, v.dump());
+    return int64_t(d);
+  }
+  fail("config.json: field '{}' must be an integer", key);
+}
+
 int64_t get_int(const json& j, const char* key, int64_t def, bool required = false) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) {
     if (required) fail("config.json: missing required field '{}'", key);
     return def;
   }
-  if (it->is_number_integer()) return it->get<int64_t>();
-  if (it->is_number_float() && std::floor(it->get<double>()) == it->get<double>()) return int64_t(it->get<double>());
-  fail("config.json: field '{}' must be an integer", key);
+  return to_int(*it, key);
 }
+
+// Every size is bounded so that the products the role tables form (vocab × hidden,
+// heads × head width, experts × layers) stay far from overflowing int64_t.
+void in_range(const char* name, int64_t v, int64_t lo, int64_t hi) {
+  if (v < lo || v > hi) fail("config.json: field '{}' must be between {} and {} (got {})", name, lo, hi, v);
+}
+constexpr int64_t kMaxWidth = int64_t(1) << 20;     // hidden, intermediate, lora and head widths
+constexpr int64_t kMaxHeads = int64_t(1) << 16;
+constexpr int64_t kMaxLayers = int64_t(1) << 16;    // real models have ~100; weights key layers in 24 bits
+constexpr int64_t kMaxTokenId = (int64_t(1) << 31) - 1;
+constexpr int64_t kMaxContext = int64_t(1) << 40;
 
 double get_num(const json& j, const char* key, double def) {
   auto it = j.find(key);
@@ -55,11 +85,19 @@ std::string get_str(const json& j, const char* key, const std::string& def) {
   return it->get<std::string>();
 }
 
+// A token id, or the first of a list of them; -1 when absent.
+int64_t token_id(const json& v, const char* key) {
+  if (v.is_null()) return -1;
+  const int64_t id = to_int(v, key);
+  in_range(key, id, -1, kMaxTokenId);
+  return id;
+}
+
 int64_t first_id(const json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return -1;
-  if (it->is_array()) return it->empty() ? -1 : get_int(json{{key, (*it)[0]}}, key, -1);
-  return get_int(j, key, -1);
+  if (it->is_array()) return it->empty() ? -1 : token_id((*it)[0], key);
+  return token_id(*it, key);
 }
 
 RopeScaling parse_rope(const json& j, const ModelConfig& c) {
@@ -71,6 +109,7 @@ RopeScaling parse_rope(const json& j, const ModelConfig& c) {
   std::string type = get_str(s, "rope_type", get_str(s, "type", ""));
   r.factor = get_num(s, "factor", 1.0);
   r.original_max_position_embeddings = get_int(s, "original_max_position_embeddings", c.max_position_embeddings);
+  in_range("rope_scaling.original_max_position_embeddings", r.original_max_position_embeddings, 1, kMaxContext);
   if (type == "yarn") {
     r.type = RopeScaling::Type::Yarn;
     if (!s.contains("factor") || s["factor"].is_null()) {
@@ -151,22 +190,21 @@ ModelConfig ModelConfig::from_json(const json& j) {
   c.eos_token_id = first_id(j, "eos_token_id");
   if (auto e = j.find("eos_token_id"); e != j.end() && e->is_array()) {
     for (const json& v : *e)
-      if (v.is_number_integer()) c.eos_token_ids.push_back(v.get<int64_t>());
+      if (v.is_number() && token_id(v, "eos_token_id") >= 0) c.eos_token_ids.push_back(token_id(v, "eos_token_id"));
   } else if (c.eos_token_id >= 0) {
     c.eos_token_ids.push_back(c.eos_token_id);
   }
   std::string act = get_str(j, "hidden_act", "silu");
   if (act != "silu") fail("config.json: unsupported hidden_act '{}' (supported: silu)", act);
 
-  auto positive = [](const char* name, int64_t v) {
-    if (v <= 0) fail("config.json: field '{}' must be positive (got {})", name, v);
-  };
-  positive("vocab_size", c.vocab_size);
-  positive("hidden_size", c.hidden_size);
-  positive("num_hidden_layers", c.num_hidden_layers);
-  positive("num_attention_heads", c.num_attention_heads);
-  positive("num_key_value_heads", c.num_key_value_heads);
-  if (c.vocab_size > (int64_t(1) << 31)) fail("config.json: vocab_size {} is too large", c.vocab_size);
+  auto width = [](const char* name, int64_t v) { in_range(name, v, 1, kMaxWidth); };
+  in_range("vocab_size", c.vocab_size, 1, int64_t(1) << 31);
+  width("hidden_size", c.hidden_size);
+  in_range("num_hidden_layers", c.num_hidden_layers, 1, kMaxLayers);
+  in_range("num_attention_heads", c.num_attention_heads, 1, kMaxHeads);
+  in_range("num_key_value_heads", c.num_key_value_heads, 1, kMaxHeads);
+  // 0 would make every position "beyond the context" and yarn's default factor divide by 0.
+  in_range("max_position_embeddings", c.max_position_embeddings, 1, kMaxContext);
   if (!(c.rms_norm_eps > 0)) fail("config.json: field 'rms_norm_eps' must be positive");
   if (!(c.rope_theta > 0)) fail("config.json: field 'rope_theta' must be positive");
 
@@ -179,15 +217,22 @@ ModelConfig ModelConfig::from_json(const json& j) {
     c.rope_interleave = get_bool(j, "rope_interleave", true);
     c.attention_bias = get_bool(j, "attention_bias", false);
     if (c.attention_bias) fail("config.json: attention_bias=true is not supported for {}", mt);
-    if (c.q_lora_rank < 0) fail("config.json: field 'q_lora_rank' must be null or positive");
-    positive("kv_lora_rank", c.kv_lora_rank);
-    positive("qk_nope_head_dim", c.qk_nope_head_dim);
-    positive("qk_rope_head_dim", c.qk_rope_head_dim);
-    positive("v_head_dim", c.v_head_dim);
+    in_range("q_lora_rank", c.q_lora_rank, 0, kMaxWidth);
+    width("kv_lora_rank", c.kv_lora_rank);
+    width("qk_nope_head_dim", c.qk_nope_head_dim);
+    width("qk_rope_head_dim", c.qk_rope_head_dim);
+    width("v_head_dim", c.v_head_dim);
     if (c.qk_rope_head_dim % 2) fail("config.json: field 'qk_rope_head_dim' must be even");
     c.head_dim = c.qk_rope_head_dim;  // the rotary dimension, as transformers sets it
 
     c.n_routed_experts = get_int(j, "n_routed_experts", 0);
+    in_range("n_routed_experts", c.n_routed_experts, 0, kMaxExperts);
+    // null or absent means dense; an explicit 0 next to the MoE fields is a broken config,
+    // which would otherwise surface as a missing dense FFN tensor.
+    if (c.n_routed_experts == 0 && j.contains("n_routed_experts") && !j["n_routed_experts"].is_null() &&
+        get_int(j, "num_experts_per_tok", 0) > 0)
+      fail("config.json: field 'n_routed_experts' is 0 but num_experts_per_tok is {} (null means a dense model)",
+           get_int(j, "num_experts_per_tok", 0));
     if (c.n_routed_experts > 0) {
       c.n_shared_experts = get_int(j, "n_shared_experts", 0);
       c.num_experts_per_tok = get_int(j, "num_experts_per_tok", 0, true);
@@ -207,14 +252,15 @@ ModelConfig ModelConfig::from_json(const json& j) {
       else if (tm == "group_limited_greedy") c.topk_method = TopkMethod::GroupLimitedGreedy;
       else if (tm == "noaux_tc") c.topk_method = TopkMethod::NoauxTc;
       else fail("config.json: unsupported topk_method '{}' (supported: greedy, group_limited_greedy, noaux_tc)", tm);
-      positive("num_experts_per_tok", c.num_experts_per_tok);
-      positive("moe_intermediate_size", c.moe_intermediate_size);
-      positive("moe_layer_freq", c.moe_layer_freq);
-      positive("n_group", c.n_group);
-      positive("topk_group", c.topk_group);
-      if (c.n_shared_experts < 0) fail("config.json: field 'n_shared_experts' must not be negative");
-      if (c.n_routed_experts > kMaxExperts)
-        fail("config.json: n_routed_experts {} exceeds the supported {}", c.n_routed_experts, kMaxExperts);
+      in_range("num_experts_per_tok", c.num_experts_per_tok, 1, kMaxExperts);
+      width("moe_intermediate_size", c.moe_intermediate_size);
+      in_range("first_k_dense_replace", c.first_k_dense_replace, 0, kMaxLayers);
+      in_range("moe_layer_freq", c.moe_layer_freq, 1, kMaxLayers);
+      in_range("n_group", c.n_group, 1, kMaxExperts);
+      in_range("topk_group", c.topk_group, 1, kMaxExperts);
+      in_range("n_shared_experts", c.n_shared_experts, 0, kMaxExperts);
+      if (!(c.routed_scaling_factor > 0))
+        fail("config.json: field 'routed_scaling_factor' must be positive");
       if (c.num_experts_per_tok > c.n_routed_experts)
         fail("config.json: num_experts_per_tok {} exceeds n_routed_experts {}", c.num_experts_per_tok, c.n_routed_experts);
       if (c.n_routed_experts % c.n_group)
@@ -228,8 +274,10 @@ ModelConfig ModelConfig::from_json(const json& j) {
              c.num_experts_per_tok);
     }
     c.num_nextn_predict_layers = get_int(j, "num_nextn_predict_layers", 0);
+    in_range("num_nextn_predict_layers", c.num_nextn_predict_layers, 0, kMaxLayers);
   } else {
     c.head_dim = get_int(j, "head_dim", 0);
+    in_range("head_dim", c.head_dim, 0, kMaxWidth);
     if (c.head_dim == 0) {
       if (c.hidden_size % c.num_attention_heads)
         fail("config.json: hidden_size {} is not divisible by num_attention_heads {}", c.hidden_size,
@@ -245,7 +293,7 @@ ModelConfig ModelConfig::from_json(const json& j) {
     if (c.arch == Arch::Qwen2 && get_bool(j, "use_sliding_window", false))
       fail("config.json: use_sliding_window=true is not supported");
   }
-  positive("intermediate_size", c.intermediate_size);
+  width("intermediate_size", c.intermediate_size);
   c.rope_scaling = parse_rope(j, c);
 
   auto q = j.find("quantization_config");
@@ -258,17 +306,34 @@ ModelConfig ModelConfig::from_json(const json& j) {
     c.fp8 = true;
     if (q->contains("weight_block_size")) {
       const json& b = (*q)["weight_block_size"];
-      if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() || !b[1].is_number_integer() ||
-          b[0].get<int64_t>() <= 0 || b[1].get<int64_t>() <= 0)
+      if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() || !b[1].is_number_integer())
         fail("config.json: quantization_config.weight_block_size must be two positive integers");
-      c.fp8_block_rows = b[0].get<int64_t>();
-      c.fp8_block_cols = b[1].get<int64_t>();
+      c.fp8_block_rows = to_int(b[0], "quantization_config.weight_block_size");
+      c.fp8_block_cols = to_int(b[1], "quantization_config.weight_block_size");
+      in_range("quantization_config.weight_block_size", c.fp8_block_rows, 1, kMaxWidth);
+      in_range("quantization_config.weight_block_size", c.fp8_block_cols, 1, kMaxWidth);
     }
   }
   return c;
 }
 
+const char* file_kind(unsigned mode) {
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+void require_regular_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) fail("{}: cannot open", path);
+  if (!S_ISREG(st.st_mode)) fail("{}: is {}, not a regular file", path, file_kind(st.st_mode));
+}
+
 json read_config_json(const std::string& path) {
+  require_regular_file(path);  // a FIFO would block the reader forever
   std::ifstream in(path);
   if (!in) fail("{}: cannot open", path);
   try {

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "io/config.h"
 
 namespace fathom {
 namespace fs = std::filesystem;
@@ -32,12 +33,19 @@ std::string TensorView::shape_str() const {
 }
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // Checked before open, since opening a FIFO blocks until a writer appears, and again on
+  // the descriptor (O_NONBLOCK: never wait) in case the path changed in between.
+  require_regular_file(path);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail("cannot open {}: {}", path, std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     ::close(fd);
     fail("cannot stat {}: {}", path, std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail("{}: is {}, not a regular file", path, file_kind(st.st_mode));
   }
   size_ = size_t(st.st_size);
   if (size_ > 0) {
@@ -158,6 +166,7 @@ TensorStore TensorStore::open(const std::string& path) {
   const fs::path dir(path);
   const fs::path index = dir / "model.safetensors.index.json";
   if (fs::exists(index)) {
+    require_regular_file(index.string());
     json j;
     try {
       std::ifstream in(index);

@@ -18,9 +18,7 @@ const char* role_name(Role r) {
   return size_t(r) < size_t(Role::Count) ? kNames[size_t(r)] : "?";
 }
 
-namespace {
-
-std::string fill(const std::string& pattern, int64_t layer, int64_t expert) {
+std::string fill_name(const std::string& pattern, int64_t layer, int64_t expert) {
   std::string s;
   for (size_t i = 0; i < pattern.size(); ++i) {
     if (pattern.compare(i, 3, "{L}") == 0) {
@@ -36,14 +34,11 @@ std::string fill(const std::string& pattern, int64_t layer, int64_t expert) {
   return s;
 }
 
-}  // namespace
-
-std::vector<WeightSpec> expand(const RoleTable& t, const ModelConfig& c, NameFormat f) {
+void for_each_spec(const RoleTable& t, const ModelConfig& c, const SpecVisit& v) {
   const int64_t L = c.num_hidden_layers, n_mtp = c.num_nextn_predict_layers;
-  std::vector<WeightSpec> out;
   auto emit = [&](const RoleRow& r, int64_t layer, int64_t expert) {
     WeightSpec s;
-    s.name = fill(f == NameFormat::Hf ? r.hf : r.gguf, layer, expert);
+    s.name = fill_name(v.format == NameFormat::Hf ? r.hf : r.gguf, layer, expert);
     s.shape = r.shape;
     s.kind = r.kind;
     s.role = r.role;
@@ -52,7 +47,7 @@ std::vector<WeightSpec> expand(const RoleTable& t, const ModelConfig& c, NameFor
     s.mtp = layer >= L;
     s.row_optional = r.optional;
     s.optional = r.optional || s.mtp;
-    out.push_back(std::move(s));
+    v.fn(std::move(s));
   };
   // Model rows keep their place around the layers: those listed first come first.
   size_t first_layer_row = t.size();
@@ -64,6 +59,7 @@ std::vector<WeightSpec> expand(const RoleTable& t, const ModelConfig& c, NameFor
   for (size_t i = 0; i < first_layer_row; ++i)
     if (t[i].when) emit(t[i], -1, -1);
   auto layer_rows = [&](int64_t l) {
+    if (v.layer && !(*v.layer)(l)) return;
     const bool mtp = l >= L, moe = c.is_moe_layer(l);
     auto in_layer = [&](const RoleRow& r) {
       if (!r.when || r.scope == Scope::Model || (r.scope == Scope::Mtp && !mtp)) return false;
@@ -79,15 +75,22 @@ std::vector<WeightSpec> expand(const RoleTable& t, const ModelConfig& c, NameFor
       // Routed experts expert by expert, as checkpoints list them.
       if (experts_done) continue;
       experts_done = true;
-      for (int64_t e = 0; e < c.n_routed_experts; ++e)
+      for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+        if (v.expert && !(*v.expert)(e)) continue;
         for (const RoleRow& x : t)
           if (x.scope == Scope::Expert && in_layer(x)) emit(x, l, e);
+      }
     }
   };
   for (int64_t l = 0; l < L; ++l) layer_rows(l);
   for (size_t i = first_layer_row; i < t.size(); ++i)
     if (t[i].when && t[i].scope == Scope::Model) emit(t[i], -1, -1);
   for (int64_t l = L; l < L + n_mtp; ++l) layer_rows(l);
+}
+
+std::vector<WeightSpec> expand(const RoleTable& t, const ModelConfig& c, NameFormat f) {
+  std::vector<WeightSpec> out;
+  for_each_spec(t, c, {.format = f, .fn = [&](WeightSpec&& s) { out.push_back(std::move(s)); }});
   return out;
 }
 

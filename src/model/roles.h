@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/function_ref.h"
 #include "io/config.h"
 
 namespace fathom {
@@ -65,10 +66,24 @@ struct WeightSpec {
   bool row_optional = false;  // the row's own flag
 };
 
+// A row's name pattern with {L} and {E} filled in.
+std::string fill_name(const std::string& pattern, int64_t layer, int64_t expert = -1);
+
 // Every tensor the table names for this config, in table order per layer: the model rows,
 // then layers 0..L-1, then the MTP layers L..L+num_nextn_predict_layers-1. Each HF name is
 // the row's pattern with {L} and {E} filled in.
 std::vector<WeightSpec> expand(const RoleTable& t, const ModelConfig& c, NameFormat f = NameFormat::Hf);
+
+// expand() without the list: each spec goes to `fn` in the same order, and layers or experts
+// that `layer` / `expert` turn down are skipped before any name is formed. The loader uses
+// it to stop at the first missing tensor, so a config claiming 10^9 layers costs nothing.
+struct SpecVisit {
+  NameFormat format = NameFormat::Hf;
+  FunctionRef<void(WeightSpec&&)> fn;
+  const FunctionRef<bool(int64_t)>* layer = nullptr;   // null: every layer
+  const FunctionRef<bool(int64_t)>* expert = nullptr;  // null: every routed expert
+};
+void for_each_spec(const RoleTable& t, const ModelConfig& c, const SpecVisit& v);
 
 // Each family's table (one file each).
 RoleTable deepseek_roles(const ModelConfig& c);

@@ -1,5 +1,7 @@
 #include "model/transformer.h"
 
+#include <cmath>
+
 namespace fathom {
 
 Transformer::Transformer(ModelConfig cfg, const std::string& dir, const RoleTable& table, const LoadOpts& opts)
@@ -88,6 +90,16 @@ void Transformer::forward(const std::vector<SeqChunk>& batch, KvCache& cache, fl
     float* l = logits_buf_.get(be, size_t(NL * V));  // [NL, V]
     be.matmul(*lm_head_, hn, NL, l);
     be.read(logits, l, size_t(NL * V));
+  }
+  // NaN or Inf logits (damaged weights, an overflow) would be sampled as arbitrary tokens;
+  // stop the sequence with an error instead. A scan of NL·V floats is noise next to lm_head.
+  for (int64_t r = 0; r < NL; ++r) {
+    const float* row = logits + r * V;
+    for (int64_t i = 0; i < V; ++i)
+      if (!std::isfinite(row[i]))
+        fail("forward: the logits are not finite ({} for token {}, slot {}, position {}): the weights or the "
+             "activations hold NaN or Inf",
+             row[i], i, rows_.slot[size_t(logit_rows_[size_t(r)])], rows_.pos[size_t(logit_rows_[size_t(r)])]);
   }
 }
 

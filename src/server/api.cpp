@@ -23,7 +23,7 @@ struct Api::Gen {
   std::string content, reasoning;
   std::vector<LogprobEntry> logprobs;  // non-streaming: all; streaming: not yet sent
   std::vector<int32_t> ids;            // generated ids: non-streaming: all; streaming: not yet sent
-  size_t text_offset = 0;              // completions logprobs: offset of the next token
+  size_t text_chars = 0;               // completions logprobs: characters decoded so far
   Usage usage;
   std::string finish;
 };
@@ -177,8 +177,7 @@ void Api::run(Gen& g, http::Responder& resp) {
     if (chat) choice["delta"] = std::move(delta_or_text);
     else choice["text"] = std::move(delta_or_text);
     if (pr.top_logprobs >= 0 && !g.logprobs.empty()) {
-      choice["logprobs"] = chat ? chat_logprobs_json(g.logprobs) : completion_logprobs_json(g.logprobs, g.text_offset);
-      for (const auto& e : g.logprobs) g.text_offset += e.token.size();
+      choice["logprobs"] = chat ? chat_logprobs_json(g.logprobs) : completion_logprobs_json(g.logprobs);
       g.logprobs.clear();
     }
     if (pr.return_token_ids) {
@@ -218,14 +217,17 @@ void Api::run(Gen& g, http::Responder& resp) {
       ++g.usage.completion;
       if (pr.return_token_ids) g.ids.push_back(ev.token);
       if (ts.in_reasoning()) ++g.usage.reasoning;
+      const std::string piece = dec.push(ev.token);  // "" for a special token
       if (pr.top_logprobs >= 0) {
         LogprobEntry e;
         e.token = tok.decode(std::span<const int32_t>(&ev.token, 1));
         e.logprob = ev.logprob;
         for (const auto& t : ev.top) e.top.emplace_back(tok.decode(std::span<const int32_t>(&t.id, 1)), t.logprob);
+        e.text_offset = g.text_chars;
         g.logprobs.push_back(std::move(e));
       }
-      const TextDelta d = ts.push(dec.push(ev.token));
+      g.text_chars += utf8_chars(piece);
+      const TextDelta d = ts.push(piece);
       deliver(d);
       if (ts.stopped()) {
         st->cancel();
@@ -269,7 +271,7 @@ void Api::run(Gen& g, http::Responder& resp) {
   }
   json choice = {{"index", 0}, {"finish_reason", g.finish}, {"logprobs", nullptr}};
   if (pr.top_logprobs >= 0)
-    choice["logprobs"] = chat ? chat_logprobs_json(g.logprobs) : completion_logprobs_json(g.logprobs, 0);
+    choice["logprobs"] = chat ? chat_logprobs_json(g.logprobs) : completion_logprobs_json(g.logprobs);
   if (pr.return_token_ids) choice["token_ids"] = g.ids;
   if (chat) {
     json msg = {{"role", "assistant"}, {"content", g.content}};

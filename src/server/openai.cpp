@@ -313,7 +313,7 @@ json chat_logprobs_json(const std::vector<LogprobEntry>& entries) {
   return json{{"content", content}};
 }
 
-json completion_logprobs_json(const std::vector<LogprobEntry>& entries, size_t text_offset) {
+json completion_logprobs_json(const std::vector<LogprobEntry>& entries) {
   json tokens = json::array(), lps = json::array(), tops = json::array(), offs = json::array();
   for (const auto& e : entries) {
     tokens.push_back(e.token);
@@ -321,10 +321,15 @@ json completion_logprobs_json(const std::vector<LogprobEntry>& entries, size_t t
     json t = json::object();
     for (const auto& [s, lp] : e.top) t[s] = lp;
     tops.push_back(t);
-    offs.push_back(text_offset);
-    text_offset += e.token.size();
+    offs.push_back(e.text_offset);
   }
   return json{{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offs}};
+}
+
+size_t utf8_chars(std::string_view s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xc0) != 0x80;
+  return n;
 }
 
 std::string sse(const json& j) {

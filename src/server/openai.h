@@ -64,9 +64,15 @@ struct LogprobEntry {
   std::string token;
   float logprob = 0;
   std::vector<std::pair<std::string, float>> top;
+  // Completions: characters (code points, as OpenAI counts them) of the returned text
+  // before this token's own text; special tokens add nothing to the text.
+  size_t text_offset = 0;
 };
 json chat_logprobs_json(const std::vector<LogprobEntry>& entries);
-json completion_logprobs_json(const std::vector<LogprobEntry>& entries, size_t text_offset);
+json completion_logprobs_json(const std::vector<LogprobEntry>& entries);
+
+// Code points in UTF-8 text (bytes that do not continue a character).
+size_t utf8_chars(std::string_view s);
 
 // "data: {...}\n\n"
 std::string sse(const json& j);

@@ -48,16 +48,19 @@ void TextStream::split_tags(bool final) {
 }
 
 TextDelta TextStream::release(bool final) {
-  size_t n = held_.size();
-  size_t stop_at = std::string::npos;
-  for (const auto& s : opts_.stops) stop_at = std::min(stop_at, held_.find(s));
-  if (stop_at != std::string::npos) {
-    n = stop_at;
+  // The cut is before the earliest-starting stop string of the whole text. A stop found at
+  // `found` is final only when no stop could still start before it: a tail of held_ that
+  // begins earlier and is a prefix of some stop may complete into an earlier match (stops
+  // {"abcd", "bc"}: "abc" waits, "abcd" cuts at 0, "abcx" at 1).
+  size_t found = std::string::npos;
+  for (const auto& s : opts_.stops) found = std::min(found, held_.find(s));
+  size_t pending = held_.size();  // where the earliest possible unfinished match starts
+  if (!final)
+    for (const auto& s : opts_.stops) pending = std::min(pending, held_.size() - partial_suffix(held_, s));
+  size_t n = std::min(found, pending);
+  if (found != std::string::npos && found <= pending) {
+    n = found;
     stopped_ = true;
-  } else if (!final) {
-    size_t hold = 0;
-    for (const auto& s : opts_.stops) hold = std::max(hold, partial_suffix(held_, s));
-    n -= hold;
   }
   TextDelta d;
   for (size_t i = 0; i < n; ++i) (kinds_[i] == 'r' ? d.reasoning : d.content).push_back(held_[i]);

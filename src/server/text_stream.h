@@ -1,8 +1,11 @@
 #pragma once
 // Turns streamed completion text into what the client may see: splits DeepSeek-R1 reasoning
 // (<think>…</think>) from the answer, and cuts at the first stop string (never emitting any
-// part of it, holding back text that may start one). Stop strings match the text with the
-// tags removed, so the result does not depend on how the text is split into pieces.
+// part of it, holding back text that may start one).
+// The promise: what is emitted, and whether it stopped, equals the whole text with the tags
+// removed, cut before the earliest-starting occurrence of any stop string, however the text
+// is split into pieces (a stop already found waits while one that starts earlier may still
+// complete).
 #include <string>
 #include <string_view>
 #include <vector>
