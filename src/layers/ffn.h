@@ -33,7 +33,7 @@ class Mlp : public FfnLayer {
 struct ExpertPlacement {
   std::vector<bool> held;  // [E]
   static ExpertPlacement all(int64_t n_experts) { return ExpertPlacement{std::vector<bool>(size_t(n_experts), true)}; }
-  bool holds(int64_t e) const { return held.empty() || held[size_t(e)]; }
+  bool holds(int64_t e) const { return held.empty() || (e >= 0 && size_t(e) < held.size() && held[size_t(e)]); }
 };
 
 struct MoeWeights {

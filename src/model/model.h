@@ -40,7 +40,7 @@ struct LoadOpts {
   std::string quant;           // "", "q8_0", "q4_0": requantize linear weights at load
   bool progress = false;       // progress bar on stderr
   bool repack = true;          // let the backend rearrange block formats for its fastest kernel
-  ExpertPlacement experts;     // routed experts this process holds (empty: all)
+  ExpertPlacement experts = {};  // routed experts this process holds (empty: all)
   // Scan every weight value for NaN/Inf (--check-weights); by default a bounded sample of
   // each tensor is checked.
   bool check_weights = false;

@@ -63,6 +63,8 @@ Weights::Weights(Backend& be, const std::string& dir, const ModelConfig& cfg, co
                  const LoadOpts& opts)
     : store_(TensorStore::open(dir)) {
   const auto quant = parse_block_quant(opts.quant);
+  if (!opts.experts.held.empty() && int64_t(opts.experts.held.size()) != cfg.n_routed_experts)
+    fail("expert placement names {} experts, but the model has {}", opts.experts.held.size(), cfg.n_routed_experts);
   check_counts(store_, cfg, table, opts.experts);
   // An MTP layer is loaded whole when the checkpoint has it (many checkpoints drop it).
   for (const RoleRow& r : table)

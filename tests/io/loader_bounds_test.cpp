@@ -230,7 +230,9 @@ TEST_F(Loader, ANanOutsideTheSampleIsFoundByTheFullScanOrStopsGeneration) {
   std::string gen_error;
   std::vector<int32_t> out;
   try {
-    out = generate(*model, {5, 6, 7}, {.max_new_tokens = 4});
+    GenerateOpts g;
+    g.max_new_tokens = 4;
+    out = generate(*model, {5, 6, 7}, g);
   } catch (const Error& x) {
     gen_error = x.what();
   }

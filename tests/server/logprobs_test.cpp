@@ -66,7 +66,11 @@ TEST(CompletionLogprobs, TextOffsetCountsCharactersOfTheReturnedText) {
   const std::vector<int32_t> prompt = {1, 2, 3};
   ScriptedModel model(tok.vocab_size(), int64_t(prompt.size()), script);
   Engine engine(model, EngineOpts{.max_batch = 1, .max_ctx = 64});
-  server::Api api({.engine = &engine, .tokenizer = &tok, .model_id = "m"});
+  server::ApiDeps deps;
+  deps.engine = &engine;
+  deps.tokenizer = &tok;
+  deps.model_id = "m";
+  server::Api api(deps);
 
   for (bool stream : {false, true}) {
     http::Request req;

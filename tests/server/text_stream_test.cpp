@@ -220,6 +220,20 @@ TEST(TextStream, OverlappingStopsCutAtTheEarliestStartInEveryChunking) {
   }
 }
 
+// Found by the openai_request fuzzer: a stop string that holds a reasoning tag, split right
+// before the tag, released "pr[" where the whole text gives "pr".
+TEST(TextStream, StopHoldingATagCutsTheSameWhenSplitBeforeTheTag) {
+  TextStreamOpts opts;
+  opts.stops = {"[\"</think>\",", "\""};
+  opts.split_reasoning = true;
+  const std::string text = "pr[\"</think>\",\"";
+  for (const auto& cuts : std::vector<std::vector<size_t>>{{}, {4}, {3}, {1, 4, 12}}) {
+    Out o = run_split(opts, text, cuts);
+    EXPECT_EQ(o.content, "pr") << cuts.size() << " cuts";
+    EXPECT_EQ(o.reasoning, "");
+  }
+}
+
 // The text emitted, and whether it stopped, is the same however the text is split.
 TEST(TextStream, OutputIsIndependentOfChunkingOnRandomSplits) {
   std::mt19937 rng(1234);
