@@ -1,6 +1,7 @@
 #include "model/transformer.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace fathom {
 
@@ -93,8 +94,16 @@ void Transformer::forward(const std::vector<SeqChunk>& batch, KvCache& cache, fl
   }
   // NaN or Inf logits (damaged weights, an overflow) would be sampled as arbitrary tokens;
   // stop the sequence with an error instead. A scan of NL·V floats is noise next to lm_head.
+  // Branch-free over the exponent bits (vectorizes); the first bad value is found only on failure.
   for (int64_t r = 0; r < NL; ++r) {
     const float* row = logits + r * V;
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < V; ++i) {
+      uint32_t b;
+      std::memcpy(&b, row + i, 4);
+      bad |= uint32_t((b & 0x7f800000u) == 0x7f800000u);
+    }
+    if (!bad) continue;
     for (int64_t i = 0; i < V; ++i)
       if (!std::isfinite(row[i]))
         fail("forward: the logits are not finite ({} for token {}, slot {}, position {}): the weights or the "
