@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace fathom {
 using nlohmann::json;
@@ -315,21 +316,6 @@ ModelConfig ModelConfig::from_json(const json& j) {
     }
   }
   return c;
-}
-
-const char* file_kind(unsigned mode) {
-  if (S_ISREG(mode)) return "a regular file";
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
-  if (S_ISSOCK(mode)) return "a socket";
-  return "not a regular file";
-}
-
-void require_regular_file(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) fail("{}: cannot open", path);
-  if (!S_ISREG(st.st_mode)) fail("{}: is {}, not a regular file", path, file_kind(st.st_mode));
 }
 
 json read_config_json(const std::string& path) {

@@ -109,11 +109,6 @@ struct ModelConfig {
   static ModelConfig load(const std::string& model_dir);  // reads model_dir/config.json
 };
 
-// Throws an Error naming the path unless it is a regular file: a FIFO or device would block
-// or misbehave in open/read/mmap, a directory fails obscurely. file_kind: "a directory", "a FIFO", ….
-void require_regular_file(const std::string& path);
-const char* file_kind(unsigned st_mode);
-
 // Reads and parses a JSON file (a config.json) as it is, without checking its fields.
 // Errors name the file: "<path>: cannot open", "<path>: malformed JSON: ...".
 nlohmann::json read_config_json(const std::string& path);

@@ -5,19 +5,12 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "template/errors.h"
 
 namespace fathom {
 
 namespace {
-
-std::string read_file(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) fail("cannot open {}", p.string());
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 // A special token is a string or an AddedToken object {"content": ...}; absent/null -> nullopt.
 std::optional<std::string> token_text(const nlohmann::json& cfg, const char* key) {
@@ -80,7 +73,7 @@ ChatTemplate ChatTemplate::load(const std::string& model_dir) {
     }
     if (!found) fail("{}: chat_template list has no entry named \"default\"", cfg_path.string());
   } else if (fs::exists(fs::path(model_dir) / "chat_template.jinja")) {
-    source = read_file(fs::path(model_dir) / "chat_template.jinja");
+    source = read_file((fs::path(model_dir) / "chat_template.jinja").string());
   } else {
     fail("{}: no chat_template", cfg_path.string());
   }

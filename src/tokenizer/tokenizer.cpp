@@ -1,10 +1,12 @@
 #include "tokenizer/tokenizer.h"
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "tokenizer/unicode.h"
 
@@ -31,14 +33,6 @@ bool parse_decoder(const json& spec) {
     return any;
   }
   fail("tokenizer.json: decoder '{}' is not supported", t);
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail("cannot open {}", path);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 // A token named in tokenizer_config.json: a string or {"content": ...}.
@@ -168,14 +162,14 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json) {
 Tokenizer Tokenizer::load(const std::string& model_dir) {
   const std::string path = model_dir + "/tokenizer.json";
   // The likeliest first error: a checkpoint copied without its tokenizer files.
-  if (!std::ifstream(path).good())
+  if (!std::filesystem::exists(path))
     fail("no tokenizer: {} does not exist. fathom reads the Hugging Face tokenizer.json (and "
          "tokenizer_config.json, with the chat template) from the model directory: copy them from the "
          "model's repository, or pass --tokenizer DIR",
          path);
   Tokenizer t = from_json(read_file(path));
   const std::string cfg_path = model_dir + "/tokenizer_config.json";
-  if (std::ifstream(cfg_path).good()) {
+  if (std::filesystem::exists(cfg_path)) {
     json cfg;
     try {
       cfg = json::parse(read_file(cfg_path));
