@@ -19,14 +19,17 @@ struct Out {
   bool stopped = false;
 };
 
-// Feeds `text` in pieces of `piece` bytes and checks nothing emitted is part of a stop string.
-Out run(const TextStreamOpts& o, const std::string& text, size_t piece) {
+// Feeds `text` cut at the given points.
+Out run_split(const TextStreamOpts& o, const std::string& text, const std::vector<size_t>& cuts) {
   TextStream ts(o);
   Out out;
-  for (size_t i = 0; i < text.size() && !ts.stopped(); i += piece) {
-    TextDelta d = ts.push(text.substr(i, piece));
+  size_t at = 0;
+  for (size_t i = 0; i <= cuts.size() && !ts.stopped(); ++i) {
+    const size_t end = i < cuts.size() ? cuts[i] : text.size();
+    TextDelta d = ts.push(std::string_view(text).substr(at, end - at));
     out.reasoning += d.reasoning;
     out.content += d.content;
+    at = end;
   }
   if (!ts.stopped()) {
     TextDelta d = ts.flush();
@@ -35,6 +38,13 @@ Out run(const TextStreamOpts& o, const std::string& text, size_t piece) {
   }
   out.stopped = ts.stopped();
   return out;
+}
+
+// Feeds `text` in pieces of `piece` bytes.
+Out run(const TextStreamOpts& o, const std::string& text, size_t piece) {
+  std::vector<size_t> cuts;
+  for (size_t c = piece; c < text.size(); c += piece) cuts.push_back(c);
+  return run_split(o, text, cuts);
 }
 
 }  // namespace
@@ -177,27 +187,6 @@ Out whole_text(const TextStreamOpts& o, const std::string& raw) {
   out.stopped = cut != std::string::npos;
   if (out.stopped) text.resize(cut);
   for (size_t i = 0; i < text.size(); ++i) (kinds[i] == 'r' ? out.reasoning : out.content).push_back(text[i]);
-  return out;
-}
-
-// Feeds `text` cut at the given points.
-Out run_split(const TextStreamOpts& o, const std::string& text, const std::vector<size_t>& cuts) {
-  TextStream ts(o);
-  Out out;
-  size_t at = 0;
-  for (size_t i = 0; i <= cuts.size() && !ts.stopped(); ++i) {
-    const size_t end = i < cuts.size() ? cuts[i] : text.size();
-    TextDelta d = ts.push(std::string_view(text).substr(at, end - at));
-    out.reasoning += d.reasoning;
-    out.content += d.content;
-    at = end;
-  }
-  if (!ts.stopped()) {
-    TextDelta d = ts.flush();
-    out.reasoning += d.reasoning;
-    out.content += d.content;
-  }
-  out.stopped = ts.stopped();
   return out;
 }
 
