@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 
@@ -27,11 +26,13 @@ int64_t TensorView::numel() const {
   return n;
 }
 
-std::string TensorView::shape_str() const {
+std::string shape_str(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + "]";
 }
+
+std::string TensorView::shape_str() const { return fathom::shape_str(shape); }
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
   // Checked before open, since opening a FIFO blocks until a writer appears, and again on
@@ -167,14 +168,7 @@ TensorStore TensorStore::open(const std::string& path) {
   const fs::path dir(path);
   const fs::path index = dir / "model.safetensors.index.json";
   if (fs::exists(index)) {
-    require_regular_file(index.string());
-    json j;
-    try {
-      std::ifstream in(index);
-      j = json::parse(in);
-    } catch (const json::exception& e) {
-      fail("{}: malformed JSON: {}", index.string(), e.what());
-    }
+    const json j = read_config_json(index.string());
     if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
       fail("{}: missing weight_map object", index.string());
     std::map<std::string, std::vector<std::string>> by_file;

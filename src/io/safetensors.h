@@ -25,6 +25,9 @@ struct TensorView {
   std::string shape_str() const;  // "[2, 3]"
 };
 
+// "[2, 3]": a shape as errors name it.
+std::string shape_str(const std::vector<int64_t>& shape);
+
 // A read-only memory map of one file.
 class MappedFile {
  public:

@@ -10,12 +10,6 @@
 
 namespace fathom {
 
-static std::string shape_str(const std::vector<int64_t>& s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
-
 static void to_f32(const TensorView& t, std::vector<float>& out) {
   out.resize(size_t(t.numel()));
   const uint8_t* p = static_cast<const uint8_t*>(t.data);
@@ -126,8 +120,7 @@ Weights::Weights(Backend& be, const std::string& dir, const ModelConfig& cfg, co
     std::unique_ptr<Weight> w = be.prepare_matrix(m, p);
     if (own) store_.release(*t);
     bytes_ += w->bytes();
-    if (w->dtype() == DType::F8_E4M3)
-      bytes_ += size_t(((m.rows + m.block - 1) / m.block) * ((m.cols + m.block - 1) / m.block)) * 4;
+    if (w->dtype() == DType::F8_E4M3) bytes_ += m.scale->nbytes;  // still read with its weight
     w_[k] = std::move(w);
   }
 }
