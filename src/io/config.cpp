@@ -4,7 +4,6 @@
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -319,11 +318,9 @@ ModelConfig ModelConfig::from_json(const json& j) {
 }
 
 json read_config_json(const std::string& path) {
-  require_regular_file(path);  // a FIFO would block the reader forever
-  std::ifstream in(path);
-  if (!in) fail("{}: cannot open", path);
+  const std::string text = read_file(path);  // a regular file only: a FIFO would block forever
   try {
-    return json::parse(in);
+    return json::parse(text);
   } catch (const json::exception& e) {
     fail("{}: malformed JSON: {}", path, e.what());
   }

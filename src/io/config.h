@@ -109,7 +109,7 @@ struct ModelConfig {
   static ModelConfig load(const std::string& model_dir);  // reads model_dir/config.json
 };
 
-// Reads and parses a JSON file (a config.json) as it is, without checking its fields.
+// Reads and parses a JSON file (a config.json, a shard index) as it is, without checking its fields.
 // Errors name the file: "<path>: cannot open", "<path>: malformed JSON: ...".
 nlohmann::json read_config_json(const std::string& path);
 
