@@ -10,6 +10,7 @@
 #include "server/auth.h"
 #include "server/text_stream.h"
 #include "template/chat_template.h"
+#include "template/strings.h"
 #include "tokenizer/tokenizer.h"
 
 namespace fathom::server {
@@ -226,7 +227,7 @@ void Api::run(Gen& g, http::Responder& resp) {
         e.text_offset = g.text_chars;
         g.logprobs.push_back(std::move(e));
       }
-      g.text_chars += utf8_chars(piece);
+      g.text_chars += jinja::utf8_length(piece);  // OpenAI's offsets count characters
       const TextDelta d = ts.push(piece);
       deliver(d);
       if (ts.stopped()) {

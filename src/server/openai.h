@@ -71,9 +71,6 @@ struct LogprobEntry {
 json chat_logprobs_json(const std::vector<LogprobEntry>& entries);
 json completion_logprobs_json(const std::vector<LogprobEntry>& entries);
 
-// Code points in UTF-8 text (bytes that do not continue a character).
-size_t utf8_chars(std::string_view s);
-
 // "data: {...}\n\n"
 std::string sse(const json& j);
 
