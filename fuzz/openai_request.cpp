@@ -1,5 +1,6 @@
 // libFuzzer target: request bodies of /v1/chat/completions and /v1/completions through the
-// JSON parse and validation into sampling parameters, and the same bytes as a generation
+// JSON parse and validation into sampling parameters (and the raw prompt-length scan that
+// runs before the parse, which must never overstate the prompt), and the same bytes as a generation
 // streamed through TextStream (random stop strings, <think> split, random piece sizes),
 // checked against a direct computation of what the client must see.
 #include <fuzzer/FuzzedDataProvider.h>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "server/openai.h"
+#include "server/prompt_limit.h"
 #include "server/text_stream.h"
 
 namespace {
@@ -44,6 +46,7 @@ void check_request(const ParsedRequest& r) {
 }
 
 void fuzz_request(std::string_view body) {
+  const std::optional<size_t> scanned = top_level_string_bytes(body, "prompt");
   json j;
   try {
     j = parse_body(body);
@@ -51,6 +54,10 @@ void fuzz_request(std::string_view body) {
     check(e.status == 400);
     return;
   }
+  // A body the parser accepts: the scan found the prompt the parser keeps, and never more
+  // bytes than it holds (a request is refused on that bound without being parsed).
+  if (scanned) check(j.is_object() && j.contains("prompt") && j["prompt"].is_string() &&
+                     *scanned <= j["prompt"].get_ref<const std::string&>().size());
   for (int kind = 0; kind < 3; ++kind) {
     try {
       check_request(kind == 2 ? parse_completion_request(j) : parse_chat_request(j, TemplateCaps{kind == 1}));
