@@ -4,7 +4,6 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
-#include <optional>
 #include <string>
 
 #include "core/error.h"

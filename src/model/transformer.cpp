@@ -27,9 +27,11 @@ void Transformer::build_mtp(const std::function<DecoderLayer(int64_t layer)>& de
     m.enorm = &w.get(Role::MtpEnorm, l);
     m.hnorm = &w.get(Role::MtpHnorm, l);
     m.eh_proj = &w.get(Role::MtpEhProj, l);
-    m.embed = w.find(Role::MtpEmbed, l) ? w.find(Role::MtpEmbed, l) : embed_;
+    const Weight* embed = w.find(Role::MtpEmbed, l);
+    const Weight* head = w.find(Role::MtpHead, l);
+    m.embed = embed ? embed : embed_;
     m.head_norm = &w.get(Role::MtpHeadNorm, l);
-    m.head = w.find(Role::MtpHead, l) ? w.find(Role::MtpHead, l) : lm_head_;
+    m.head = head ? head : lm_head_;
     m.layer = decoder_layer(l);
     mtp_.push_back(std::move(m));
   }
