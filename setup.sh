@@ -6,7 +6,8 @@ cd "$(dirname "$0")"
 
 PKGS=(build-essential cmake ninja-build pkg-config git clang libclang-rt-14-dev
       nlohmann-json3-dev libpcre2-dev libcli11-dev libfmt-dev
-      libgtest-dev libgmock-dev libbenchmark-dev libicu-dev nodejs npm python3)
+      libgtest-dev libgmock-dev libbenchmark-dev libicu-dev nodejs npm python3
+      libopenblas-dev libopenmpi-dev openmpi-bin)
 
 missing=()
 for p in "${PKGS[@]}"; do

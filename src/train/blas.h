@@ -1,0 +1,23 @@
+#pragma once
+// fp32 GEMM for training, through OpenBLAS (cblas_sgemm): every training matmul is one of
+// the three layouts below. Row-major throughout.
+#include <cstdint>
+
+namespace fathom::train {
+
+// Sets the BLAS thread count (training's matmuls run on BLAS threads; 0 keeps the default).
+void blas_threads(int n);
+
+// C[M,N] = alpha * op(A) * op(B) + beta * C. op(A) is [M,K]: A is [M,K] (lda >= K) or, with
+// ta, [K,M] (lda >= M). op(B) is [K,N]: B is [K,N] or, with tb, [N,K].
+void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+           int64_t ldb, float beta, float* C, int64_t ldc);
+
+// A linear layer y = x Wᵀ with W in checkpoint layout [N out, K in].
+// y: [M,N] (overwritten, or added to with accumulate).
+void linear_fwd(const float* x, const float* W, float* y, int64_t M, int64_t K, int64_t N, bool accumulate = false);
+// Its backward: dx[M,K] += dy[M,N] · W (skipped when dx is null); dW[N,K] += dyᵀ · x
+// (skipped when dW is null).
+void linear_bwd(const float* dy, const float* x, const float* W, float* dx, float* dW, int64_t M, int64_t K, int64_t N);
+
+}  // namespace fathom::train
