@@ -34,4 +34,11 @@ struct Seqs {
   int64_t rows() const { return B * T; }
 };
 
+// One batch: B sequences of T tokens, and which tokens are loss targets.
+struct Batch {
+  int64_t B = 0, T = 0;
+  std::vector<int32_t> ids;     // [B, T]
+  std::vector<uint8_t> target;  // [B, T] 1: token t is a target (row t-1 predicts it)
+};
+
 }  // namespace fathom::train
