@@ -15,5 +15,6 @@ void add_init_random(CLI::App& app);  // init_random.cpp
 void add_quantize(CLI::App& app);     // quantize.cpp
 void add_kl(CLI::App& app);           // kl.cpp
 void add_grad(CLI::App& app);         // grad.cpp
+void add_train(CLI::App& app);        // train.cpp
 
 }  // namespace fathom::cli

@@ -9,35 +9,10 @@
 #include "io/safetensors.h"
 #include "train/blas.h"
 #include "train/model.h"
+#include "train/trainer.h"
 
 namespace fathom::cli {
 
-namespace {
-
-// input_ids (I64 [B, T]) of a safetensors file, every token a target.
-train::Batch read_ids_file(const std::string& path) {
-  const TensorStore store = TensorStore::open(path);
-  const TensorView* t = store.find("input_ids");
-  if (!t) fail("{}: no tensor input_ids", path);
-  if (t->dtype != DType::I64 || t->shape.size() != 2)
-    fail("{}: input_ids must be I64 [B, T], not {} {}", path, dtype_name(t->dtype), t->shape_str());
-  train::Batch b;
-  b.B = t->shape[0];
-  b.T = t->shape[1];
-  if (b.B < 1 || b.T < 2) fail("{}: input_ids {} needs at least one sequence of two tokens", path, t->shape_str());
-  b.ids.resize(size_t(b.B * b.T));
-  for (size_t i = 0; i < b.ids.size(); ++i) {
-    int64_t v;
-    std::memcpy(&v, static_cast<const uint8_t*>(t->data) + 8 * i, 8);
-    if (v < 0 || v > INT32_MAX) fail("{}: input_ids holds {}, not a token id", path, v);
-    b.ids[i] = int32_t(v);
-  }
-  b.target.assign(b.ids.size(), 1);
-  for (int64_t r = 0; r < b.B; ++r) b.target[size_t(r * b.T)] = 0;  // nothing predicts a first token
-  return b;
-}
-
-}  // namespace
 
 void add_grad(CLI::App& app) {
   struct Args {
@@ -56,7 +31,7 @@ void add_grad(CLI::App& app) {
   auto* g = sub->add_option("--bias-update", a->gamma, "γ of the router-bias rule: also writes load.<bias> and bias_after_step.<bias>");
   sub->add_option("--threads", a->threads, "threads (0: all cores)");
   sub->callback([a, g] {
-    train::Batch b = read_ids_file(a->ids);
+    train::Batch b = train::read_ids_file(a->ids);
     auto m = train::TrainModel::load(a->model);
     ThreadPool pool(a->threads);
     train::blas_threads(pool.size());

@@ -7,7 +7,7 @@
 #include "core/error.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"fathom: DeepSeek-V3/R1 inference and an OpenAI-compatible server"};
+  CLI::App app{"fathom: DeepSeek-V3/R1 inference, training and an OpenAI-compatible server"};
   app.require_subcommand(0, 1);
   // Set before the subcommands are added, which inherit them: help shows every default.
   app.option_defaults()->always_capture_default();
@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   add_quantize(app);
   add_kl(app);
   add_grad(app);
+  add_train(app);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) {  // plain `fathom`: the usage, not an error
