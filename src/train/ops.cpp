@@ -1,0 +1,311 @@
+#include "train/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/error.h"
+#include "layers/rope.h"
+#include "train/blas.h"
+
+namespace fathom::train {
+
+namespace {
+
+// Runs fn(begin, end) over [0, n) on the pool, or serially when there is none.
+template <class F>
+void for_range(ThreadPool* pool, int64_t n, int64_t grain, F&& fn) {
+  if (n <= 0) return;
+  if (pool && pool->size() > 1 && n > grain) pool->parallel_for(n, grain, [&](int64_t b, int64_t e, int) { fn(b, e); });
+  else fn(0, n);
+}
+
+float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+}  // namespace
+
+// ---- RMSNorm
+
+void rmsnorm_fwd(const float* x, int64_t ldx, const float* w, float* y, int64_t ldy, float* rstd, int64_t rows,
+                 int64_t dim, float eps) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    float* yr = y + r * ldy;
+    float ss = 0.f;
+    for (int64_t i = 0; i < dim; ++i) ss += xr[i] * xr[i];
+    const float inv = 1.0f / std::sqrt(ss / float(dim) + eps);
+    rstd[r] = inv;
+    for (int64_t i = 0; i < dim; ++i) yr[i] = w[i] * (xr[i] * inv);
+  }
+}
+
+// y_i = w_i x_i r with r = (mean x² + eps)^-1/2, so dr/dx_j = -r³ x_j / dim and
+// dx_j = r w_j dy_j - x_j r³/dim · Σ_i w_i dy_i x_i.
+void rmsnorm_bwd(const float* dy, int64_t lddy, const float* x, int64_t ldx, const float* w, const float* rstd,
+                 float* dx, int64_t lddx, float* dw, int64_t rows, int64_t dim) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* dyr = dy + r * lddy;
+    const float* xr = x + r * ldx;
+    const float inv = rstd[r];
+    float dot = 0.f;
+    for (int64_t i = 0; i < dim; ++i) dot += w[i] * dyr[i] * xr[i];
+    const float c = dot * inv * inv * inv / float(dim);
+    if (dx) {
+      float* dxr = dx + r * lddx;
+      for (int64_t i = 0; i < dim; ++i) dxr[i] += inv * w[i] * dyr[i] - xr[i] * c;
+    }
+    if (dw)
+      for (int64_t i = 0; i < dim; ++i) dw[i] += dyr[i] * xr[i] * inv;
+  }
+}
+
+// ---- RoPE
+
+RopeTable make_rope_table(const ModelConfig& cfg, int64_t dim, bool interleaved, int64_t max_pos) {
+  FATHOM_CHECK(dim > 0 && dim % 2 == 0, "rope table: dim {} must be even and positive", dim);
+  const Rope rope(cfg, dim, interleaved);
+  RopeTable t;
+  t.dim = dim;
+  t.interleaved = interleaved;
+  t.max_pos = max_pos;
+  const int64_t half = dim / 2;
+  const float af = rope.attention_factor();
+  const std::vector<float>& inv = rope.inv_freq();
+  t.cos.resize(size_t(max_pos * half));
+  t.sin.resize(size_t(max_pos * half));
+  for (int64_t p = 0; p < max_pos; ++p)
+    for (int64_t i = 0; i < half; ++i) {
+      // The angle in fp32 (position × inv_freq), as inference and transformers form it.
+      const float ang = float(p) * inv[size_t(i)];
+      t.cos[size_t(p * half + i)] = float(std::cos(double(ang))) * af;
+      t.sin[size_t(p * half + i)] = float(std::sin(double(ang))) * af;
+    }
+  return t;
+}
+
+namespace {
+// The rotation of every pair by +angle (forward) or its transpose, -angle (backward).
+void rope_apply(const RopeTable& rt, const Seqs& s, float* x, int64_t ld, int64_t heads, int64_t head_stride,
+                int64_t offset, bool transpose) {
+  FATHOM_CHECK(s.T <= rt.max_pos, "rope: T {} exceeds the table's {} positions", s.T, rt.max_pos);
+  const int64_t half = rt.dim / 2, rows = s.rows();
+  const float sign = transpose ? -1.0f : 1.0f;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t pos = r % s.T;
+    const float* cs = rt.cos.data() + pos * half;
+    const float* sn = rt.sin.data() + pos * half;
+    for (int64_t h = 0; h < heads; ++h) {
+      float* v = x + r * ld + h * head_stride + offset;
+      for (int64_t i = 0; i < half; ++i) {
+        const int64_t a = rt.interleaved ? 2 * i : i, b = rt.interleaved ? 2 * i + 1 : i + half;
+        const float x0 = v[a], x1 = v[b], si = sign * sn[i];
+        v[a] = x0 * cs[i] - x1 * si;
+        v[b] = x1 * cs[i] + x0 * si;
+      }
+    }
+  }
+}
+}  // namespace
+
+void rope_fwd(const RopeTable& rt, const Seqs& s, float* x, int64_t ld, int64_t heads, int64_t head_stride,
+              int64_t offset) {
+  rope_apply(rt, s, x, ld, heads, head_stride, offset, false);
+}
+
+void rope_bwd(const RopeTable& rt, const Seqs& s, float* dx, int64_t ld, int64_t heads, int64_t head_stride,
+              int64_t offset) {
+  rope_apply(rt, s, dx, ld, heads, head_stride, offset, true);
+}
+
+// ---- SwiGLU, embedding
+
+void swiglu_fwd(const float* g, const float* u, float* h, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) h[i] = g[i] * sigmoid(g[i]) * u[i];
+}
+
+// d silu(g)/dg = σ(g) (1 + g (1 - σ(g)))
+void swiglu_bwd(const float* dh, const float* g, const float* u, float* dg, float* du, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float sg = sigmoid(g[i]), silu = g[i] * sg;
+    dg[i] += dh[i] * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
+    du[i] += dh[i] * silu;
+  }
+}
+
+void embed_fwd(const float* E, const int32_t* ids, float* y, int64_t rows, int64_t D) {
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(y + r * D, E + int64_t(ids[r]) * D, size_t(D) * sizeof(float));
+}
+
+void embed_bwd(const float* dy, const int32_t* ids, float* dE, int64_t rows, int64_t D) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* e = dE + int64_t(ids[r]) * D;
+    const float* d = dy + r * D;
+    for (int64_t i = 0; i < D; ++i) e[i] += d[i];
+  }
+}
+
+// ---- Attention
+//
+// Per (sequence, head) the products are GEMMs on strided views of q/k/v. Causality is used
+// by row blocks: rows [r0, r1) only meet keys [0, r1), so the masked upper triangle beyond
+// each block is never computed (≈ 5/8 of the full T×T work at T = 256).
+
+namespace {
+
+constexpr int64_t kRowBlock = 64;
+
+// Causal softmax of row i (keys 0..i) of a probability row of length T; zeros past i.
+void causal_softmax_row(float* p, int64_t i, int64_t T) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j <= i; ++j) mx = std::max(mx, p[j]);
+  float sum = 0.f;
+  for (int64_t j = 0; j <= i; ++j) {
+    p[j] = std::exp(p[j] - mx);
+    sum += p[j];
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t j = 0; j <= i; ++j) p[j] *= inv;
+  std::fill(p + i + 1, p + T, 0.f);
+}
+
+struct HeadViews {
+  const float *q, *k, *v;  // first row of this (sequence, head); strides below
+  int64_t ldq, ldk, ldv;
+};
+
+HeadViews head_views(const Seqs& s, const AttnDims& d, const float* q, const float* k, const float* v, int64_t b,
+                     int64_t h) {
+  const int64_t kh = h / (d.H / d.Hkv), r0 = b * s.T;
+  return HeadViews{q + r0 * d.H * d.dqk + h * d.dqk, k + r0 * d.Hkv * d.dqk + kh * d.dqk,
+                   v + r0 * d.Hkv * d.dv + kh * d.dv, d.H * d.dqk, d.Hkv * d.dqk, d.Hkv * d.dv};
+}
+
+void check_dims(const AttnDims& d) {
+  FATHOM_CHECK(d.H > 0 && d.Hkv > 0 && d.H % d.Hkv == 0, "attention: {} heads are not groups of {} kv heads", d.H,
+               d.Hkv);
+}
+
+}  // namespace
+
+void attention_fwd(const Seqs& s, const AttnDims& d, const float* q, const float* k, const float* v, float* out,
+                   float* probs, ThreadPool* pool) {
+  check_dims(d);
+  const int64_t T = s.T, BH = s.B * d.H;
+  // Scores: probs[b, h, r0:r1, 0:r1] = scale · Q[r0:r1] K[0:r1]ᵀ
+  for (int64_t bh = 0; bh < BH; ++bh) {
+    const HeadViews hv = head_views(s, d, q, k, v, bh / d.H, bh % d.H);
+    float* P = probs + bh * T * T;  // [T, T]
+    for (int64_t r0 = 0; r0 < T; r0 += kRowBlock) {
+      const int64_t r1 = std::min(T, r0 + kRowBlock);
+      sgemm(false, true, r1 - r0, r1, d.dqk, d.scale, hv.q + r0 * hv.ldq, hv.ldq, hv.k, hv.ldk, 0.f, P + r0 * T, T);
+    }
+  }
+  for_range(pool, BH * T, 64, [&](int64_t b, int64_t e) {
+    for (int64_t row = b; row < e; ++row) causal_softmax_row(probs + row * T, row % T, T);
+  });
+  // out[r0:r1] = P[r0:r1, 0:r1] V[0:r1]
+  for (int64_t bh = 0; bh < BH; ++bh) {
+    const int64_t b = bh / d.H, h = bh % d.H;
+    const HeadViews hv = head_views(s, d, q, k, v, b, h);
+    const float* P = probs + bh * T * T;
+    float* o = out + b * T * d.H * d.dv + h * d.dv;
+    for (int64_t r0 = 0; r0 < T; r0 += kRowBlock) {
+      const int64_t r1 = std::min(T, r0 + kRowBlock);
+      sgemm(false, false, r1 - r0, d.dv, r1, 1.f, P + r0 * T, T, hv.v, hv.ldv, 0.f, o + r0 * d.H * d.dv, d.H * d.dv);
+    }
+  }
+}
+
+// With S = scale·QKᵀ and P = softmax(S): dP = dO Vᵀ, dS = P ∘ (dP - rowsum(P ∘ dP)),
+// dQ = scale·dS K, dK = scale·dSᵀ Q, dV = Pᵀ dO. One sequence at a time keeps dS to [H, T, T].
+void attention_bwd(const Seqs& s, const AttnDims& d, const float* q, const float* k, const float* v,
+                   const float* probs, const float* dout, float* dq, float* dk, float* dv, ThreadPool* pool) {
+  check_dims(d);
+  const int64_t T = s.T, H = d.H, ldo = H * d.dv;
+  std::vector<float> ds(size_t(H * T * T));  // [H, T, T] dP, then dS in place
+  for (int64_t b = 0; b < s.B; ++b) {
+    const float* dob = dout + b * T * ldo;
+    for (int64_t h = 0; h < H; ++h) {
+      const HeadViews hv = head_views(s, d, q, k, v, b, h);
+      for (int64_t r0 = 0; r0 < T; r0 += kRowBlock) {
+        const int64_t r1 = std::min(T, r0 + kRowBlock);
+        sgemm(false, true, r1 - r0, r1, d.dv, 1.f, dob + r0 * ldo + h * d.dv, ldo, hv.v, hv.ldv, 0.f,
+              ds.data() + (h * T + r0) * T, T);
+      }
+    }
+    for_range(pool, H * T, 64, [&](int64_t b0, int64_t e0) {
+      for (int64_t row = b0; row < e0; ++row) {
+        const int64_t i = row % T;
+        const float* p = probs + (b * H * T + row) * T;
+        float* g = ds.data() + row * T;
+        float dot = 0.f;
+        for (int64_t j = 0; j <= i; ++j) dot += p[j] * g[j];
+        for (int64_t j = 0; j <= i; ++j) g[j] = p[j] * (g[j] - dot);
+        // Past the diagonal the block's GEMMs read dS: it must be exactly 0 there.
+        std::fill(g + i + 1, g + T, 0.f);
+      }
+    });
+    for (int64_t h = 0; h < H; ++h) {
+      const HeadViews hv = head_views(s, d, q, k, v, b, h);
+      const int64_t qoff = hv.q - q, koff = hv.k - k, voff = hv.v - v;
+      const float* P = probs + (b * H + h) * T * T;
+      const float* dS = ds.data() + h * T * T;
+      const float* dO = dob + h * d.dv;
+      for (int64_t r0 = 0; r0 < T; r0 += kRowBlock) {
+        const int64_t r1 = std::min(T, r0 + kRowBlock), n = r1 - r0;
+        sgemm(true, false, r1, d.dv, n, 1.f, P + r0 * T, T, dO + r0 * ldo, ldo, 1.f, dv + voff, hv.ldv);
+        sgemm(false, false, n, d.dqk, r1, d.scale, dS + r0 * T, T, hv.k, hv.ldk, 1.f, dq + qoff + r0 * hv.ldq,
+              hv.ldq);
+        sgemm(true, false, r1, d.dqk, n, d.scale, dS + r0 * T, T, hv.q + r0 * hv.ldq, hv.ldq, 1.f, dk + koff,
+              hv.ldk);
+      }
+    }
+  }
+}
+
+// ---- Cross-entropy
+
+double cross_entropy(const float* logits, const int32_t* targets, int64_t rows, int64_t V, float scale,
+                     float* dlogits, ThreadPool* pool, int64_t* correct) {
+  const int nt = pool ? std::max(1, pool->size()) : 1;
+  std::vector<double> loss(size_t(nt), 0.0);
+  std::vector<int64_t> hits(size_t(nt), 0);
+  auto run = [&](int64_t b, int64_t e, int t) {
+    for (int64_t r = b; r < e; ++r) {
+      const float* l = logits + r * V;
+      float* d = dlogits + r * V;
+      const int32_t tgt = targets[r];
+      if (tgt < 0) {
+        std::fill(d, d + V, 0.f);
+        continue;
+      }
+      FATHOM_CHECK(tgt < V, "cross_entropy: target {} outside the vocabulary of {}", tgt, V);
+      int64_t am = 0;
+      for (int64_t j = 1; j < V; ++j)
+        if (l[j] > l[am]) am = j;
+      const float mx = l[am], lt = l[tgt];
+      double sum = 0.0;
+      for (int64_t j = 0; j < V; ++j) sum += double(std::exp(l[j] - mx));
+      const double lse = double(mx) + std::log(sum);
+      loss[size_t(t)] += lse - double(lt);
+      hits[size_t(t)] += am == tgt;
+      // Reads l[j] before writing d[j]: dlogits may alias logits.
+      const float inv = float(1.0 / sum);
+      for (int64_t j = 0; j < V; ++j) d[j] = scale * std::exp(l[j] - mx) * inv;
+      d[tgt] -= scale;
+    }
+  };
+  if (pool && nt > 1 && rows > 1) pool->parallel_for(rows, 1, run);
+  else run(0, rows, 0);
+  double total = 0.0;
+  int64_t n_ok = 0;
+  for (int t = 0; t < nt; ++t) {
+    total += loss[size_t(t)];
+    n_ok += hits[size_t(t)];
+  }
+  if (correct) *correct = n_ok;
+  return total;
+}
+
+}  // namespace fathom::train
