@@ -43,6 +43,9 @@ struct TrainModel::Mtp {
   std::vector<float> dy;          // [rows_k, D] gradient reaching y
 };
 
+TrainModel::TrainModel(ModelConfig cfg, nlohmann::json cfg_json) : cfg_(std::move(cfg)), cfg_json_(std::move(cfg_json)) {}
+TrainModel::~TrainModel() = default;
+
 namespace {
 
 void layer_forward(TrainModel::Layer& L, const ModelConfig& c, const Seqs& s, const float* x, float* out,
@@ -51,14 +54,14 @@ void layer_forward(TrainModel::Layer& L, const ModelConfig& c, const Seqs& s, co
   const float eps = float(c.rms_norm_eps);
   L.x.assign(x, x + rows * D);
   L.n1.resize(size_t(rows * D));
-  L.r1.resize(size_t(rows));
+  L.r1.resize(static_cast<size_t>(rows));
   rmsnorm_fwd(x, D, L.attn_norm->w.data(), L.n1.data(), D, L.r1.data(), rows, D, eps);
   L.h.resize(size_t(rows * D));
   if (L.mla) L.mla->forward(s, L.n1.data(), L.h.data(), L.mla_s, pool);
   else L.gqa->forward(s, L.n1.data(), L.h.data(), L.gqa_s, pool);
   for (int64_t i = 0; i < rows * D; ++i) L.h[i] += x[i];
   L.n2.resize(size_t(rows * D));
-  L.r2.resize(size_t(rows));
+  L.r2.resize(static_cast<size_t>(rows));
   rmsnorm_fwd(L.h.data(), D, L.ffn_norm->w.data(), L.n2.data(), D, L.r2.data(), rows, D, eps);
   if (L.moe) L.moe->forward(s, L.n2.data(), out, L.moe_s, bal, *ms, pool);
   else L.mlp->forward(rows, L.n2.data(), out, L.mlp_s);
@@ -188,10 +191,10 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
     moe_stats(*L, ms);
     std::swap(x, y);
   }
-  std::vector<float> hN(size_t(rows * D)), rN(size_t(rows));  // [rows, D] final hidden, [rows]
+  std::vector<float> hN(size_t(rows * D)), rN(static_cast<size_t>(rows));  // [rows, D] final hidden, [rows]
   rmsnorm_fwd(x.data(), D, final_norm_->w.data(), hN.data(), D, rN.data(), rows, D, eps);
   std::vector<float> logits;  // [rows, V], reused by every head
-  std::vector<int32_t> tgt(size_t(rows));
+  std::vector<int32_t> tgt(static_cast<size_t>(rows));
   for (int64_t r = 0; r < B; ++r)
     for (int64_t t = 0; t < T; ++t)
       tgt[size_t(r * T + t)] = t + 1 < T && b.target[size_t(r * T + t + 1)] ? b.ids[size_t(r * T + t + 1)] : -1;
@@ -215,7 +218,7 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
     const int64_t Tk = T - k, n = B * Tk, Tp = Tk + 1;
     if (Tk < 1) fail("--mtp-weight: sequences of {} tokens are too short for MTP module {}", T, k);
     const Seqs sk{B, Tk};
-    std::vector<int32_t> next(size_t(n)), tk(size_t(n));
+    std::vector<int32_t> next(static_cast<size_t>(n)), tk(static_cast<size_t>(n));
     m.h_in.resize(size_t(n * D));
     for (int64_t r = 0; r < B; ++r)
       for (int64_t i = 0; i < Tk; ++i) {
@@ -227,8 +230,8 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
     m.e.resize(size_t(n * D));
     embed_fwd(embed_->w.data(), next.data(), m.e.data(), n, D);
     m.cat.resize(size_t(n * 2 * D));
-    m.er.resize(size_t(n));
-    m.hr.resize(size_t(n));
+    m.er.resize(static_cast<size_t>(n));
+    m.hr.resize(static_cast<size_t>(n));
     rmsnorm_fwd(m.e.data(), D, m.enorm->w.data(), m.cat.data(), 2 * D, m.er.data(), n, D, eps);
     rmsnorm_fwd(m.h_in.data(), D, m.hnorm->w.data(), m.cat.data() + D, 2 * D, m.hr.data(), n, D, eps);
     std::vector<float> z(size_t(n * D));
@@ -239,7 +242,7 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
     layer_forward(*m.layer, c, sk, z.data(), m.y.data(), bal, &ms, pool);
     moe_stats(*m.layer, ms);
     m.o.resize(size_t(n * D));
-    m.orr.resize(size_t(n));
+    m.orr.resize(static_cast<size_t>(n));
     rmsnorm_fwd(m.y.data(), D, m.head_norm->w.data(), m.o.data(), D, m.orr.data(), n, D, eps);
     std::vector<float> dout(size_t(n * D), 0.0f);
     const int64_t denom = k - 1 < int64_t(scale.mtp_targets.size()) ? scale.mtp_targets[size_t(k - 1)] : 1;
@@ -266,7 +269,7 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
     rmsnorm_bwd(dcat.data(), 2 * D, m.e.data(), D, m.enorm->w.data(), m.er.data(), de.data(), D, m.enorm->g.data(), n, D);
     rmsnorm_bwd(dcat.data() + D, 2 * D, m.h_in.data(), D, m.hnorm->w.data(), m.hr.data(), dh.data(), D,
                 m.hnorm->g.data(), n, D);
-    std::vector<int32_t> next(size_t(n));
+    std::vector<int32_t> next(static_cast<size_t>(n));
     for (int64_t r = 0; r < B; ++r)
       for (int64_t i = 0; i < Tk; ++i) next[size_t(r * Tk + i)] = b.ids[size_t(r * T + i + k)];
     embed_bwd(de.data(), next.data(), embed_->g.data(), n, D);

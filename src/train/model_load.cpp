@@ -67,8 +67,6 @@ uint64_t name_hash(const std::string& s) {
 
 }  // namespace
 
-TrainModel::TrainModel(ModelConfig cfg, nlohmann::json cfg_json) : cfg_(std::move(cfg)), cfg_json_(std::move(cfg_json)) {}
-TrainModel::~TrainModel() = default;
 
 void TrainModel::hold(int64_t mtp_present, const std::function<bool(const WeightSpec&, Param&)>& fill) {
   for (WeightSpec& s : weight_table(cfg_)) {

@@ -47,14 +47,14 @@ double rel_l2(const std::vector<float>& a, const std::vector<float>& ref) {
   return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
 }
 
-struct Run {
+struct GradRun {
   std::unique_ptr<TrainModel> m;
   PassStats st;
   LossScale sc;
 };
 
-Run run(const std::string& fixture, const Batch& b, const Objective& obj, ThreadPool& pool) {
-  Run r;
+GradRun run(const std::string& fixture, const Batch& b, const Objective& obj, ThreadPool& pool) {
+  GradRun r;
   r.m = TrainModel::load(kData + "/fixtures/" + fixture);
   r.sc = count_targets(b, obj.mtp_weight != 0 ? r.m->mtp_modules() : 0);
   r.m->zero_grad();
@@ -85,7 +85,7 @@ TEST_P(HfGolden, LossAndEveryGradient) {
   const auto [fixture, n_grads] = GetParam();
   const TensorStore g = TensorStore::open(kData + "/training/" + fixture + std::string(".train.safetensors"));
   ThreadPool pool(2);
-  Run r = run(fixture, golden_batch(g), Objective{}, pool);
+  GradRun r = run(fixture, golden_batch(g), Objective{}, pool);
   const double loss = r.st.main_sum / double(r.sc.main_targets);
   EXPECT_NEAR(loss, f32(g.get("loss"))[0], 1e-4 * std::abs(loss));
   expect_grads(*r.m, g, n_grads);
@@ -105,7 +105,7 @@ TEST(V3Objective, LossesGradientsLoadsAndBiasRule) {
   const TensorStore g = TensorStore::open(kData + "/training/tiny-deepseek-v3-mtp.train.safetensors");
   ThreadPool pool(2);
   const Objective obj{0.3, 0.01};
-  Run r = run("tiny-deepseek-v3-mtp", golden_batch(g), obj, pool);
+  GradRun r = run("tiny-deepseek-v3-mtp", golden_batch(g), obj, pool);
   ASSERT_EQ(r.m->mtp_modules(), 1);
   const double main = r.st.main_sum / double(r.sc.main_targets);
   const double mtp = r.st.mtp_sum[0] / double(r.sc.mtp_targets[0]);
