@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/random.h"
+#include "core/thread_pool.h"
 #include "template/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -149,6 +150,24 @@ Tokens chat_tokens(const Example& ex, const std::string& path, const Tokenizer& 
   return t;
 }
 
+// A document's tokens and EOS, all targets; or a chat example's tokens and mask.
+Tokens tokenize(const Example& ex, const std::string& path, const Tokenizer& tok, const ChatTemplate* tmpl,
+                int32_t eos) {
+  if (ex.chat) {
+    if (!tmpl) fail("{}:{}: a chat example, but the model has no chat template", path, ex.line);
+    return chat_tokens(ex, path, tok, *tmpl);
+  }
+  Tokens t;
+  try {
+    t.ids = tok.encode(ex.text);
+  } catch (const Error& e) {
+    fail("{}:{}: {}", path, ex.line, e.what());
+  }
+  t.ids.push_back(eos);
+  t.target.assign(t.ids.size(), 1);
+  return t;
+}
+
 // Appends stream[0, n*T) as n sequences; position 0 of each is never a target.
 struct Packer {
   int64_t T;
@@ -223,32 +242,31 @@ Dataset Dataset::load(const DataOpts& opts, const Tokenizer& tok, const ChatTemp
   std::vector<uint8_t> held(examples.size(), 0);
   for (int64_t i : d.val_docs_) held[i] = 1;
 
+  // Tokenizing dominates loading; examples are independent, so it runs in parallel.
+  std::vector<Tokens> toks(examples.size());
+  ThreadPool pool(opts.threads);
+  pool.parallel_for(static_cast<int64_t>(examples.size()), 64, [&](int64_t begin, int64_t end, int) {
+    for (int64_t i = begin; i < end; ++i) toks[i] = tokenize(examples[i], opts.path, tok, tmpl, *eos);
+  });
+
   // Documents go into one stream per split; chat examples become sequences of their own,
   // stored after the split's packed documents.
   Tokens stream[2];
   Seqs chat[2];
   const Packer packer{opts.seq_len};
   for (size_t i = 0; i < examples.size(); ++i) {
-    const Example& ex = examples[i];
-    if (ex.chat) {
-      if (!tmpl) fail("{}:{}: a chat example, but the model has no chat template", opts.path, ex.line);
-      const Tokens t = chat_tokens(ex, opts.path, tok, *tmpl);
+    Tokens& t = toks[i];
+    if (examples[i].chat) {
       const int64_t len = std::min<int64_t>(opts.seq_len, static_cast<int64_t>(t.ids.size()));
       // Nothing to learn from an example whose assistant turns all fall past the cut.
       if (len < 2 || std::find(t.target.begin() + 1, t.target.begin() + len, 1) == t.target.begin() + len) continue;
       packer.append(t, 0, len, *eos, chat[held[i]].ids, chat[held[i]].target);
     } else {
       Tokens& s = stream[held[i]];
-      std::vector<int32_t> ids;
-      try {
-        ids = tok.encode(ex.text);
-      } catch (const Error& e) {
-        fail("{}:{}: {}", opts.path, ex.line, e.what());
-      }
-      ids.push_back(*eos);
-      s.ids.insert(s.ids.end(), ids.begin(), ids.end());
-      s.target.insert(s.target.end(), ids.size(), 1);
+      s.ids.insert(s.ids.end(), t.ids.begin(), t.ids.end());
+      s.target.insert(s.target.end(), t.target.begin(), t.target.end());
     }
+    t = Tokens{};  // release as we go
   }
   Seqs* split[2] = {&d.train_, &d.val_};
   for (int v = 0; v < 2; ++v) {

@@ -11,7 +11,10 @@
 // Chat examples are rendered with the model's chat template; only what the assistant turns
 // add (content, any reasoning the template renders, and the end-of-turn token) is a target.
 // Each chat example is its own sequence: truncated to seq_len, or padded with EOS that is
-// not a target. Sequences with no target at all are dropped.
+// not a target. Chat sequences with no target left are dropped.
+// Held-out documents are packed the same way into a stream of their own, except that its
+// last partial sequence is kept (padded like a chat example): validation data is scarce.
+// Each split stores its packed documents first, then its chat examples, in file order.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -41,6 +44,7 @@ struct DataOpts {
   // Text: every line is a document, even one that looks like JSON.
   // Chat: JSONL (chat examples and {"text"} documents may be mixed).
   enum Mode { Auto, Text, Chat } mode = Auto;
+  int threads = 0;  // for tokenizing; 0: all cores
 };
 
 class Dataset {
