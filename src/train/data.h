@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "train/param.h"
+
 namespace fathom {
 class Tokenizer;
 struct ChatTemplate;
@@ -26,11 +28,7 @@ struct ChatTemplate;
 
 namespace fathom::train {
 
-struct Batch {
-  int64_t B = 0, T = 0;
-  std::vector<int32_t> ids;     // [B, T]
-  std::vector<uint8_t> target;  // [B, T] 1: token t is a loss target (row t-1 predicts it)
-};
+// Batch (train/param.h): B sequences of T ids and which tokens are loss targets.
 
 struct DataOpts {
   std::string path;
