@@ -14,5 +14,6 @@ void add_bench(CLI::App& app);        // bench.cpp
 void add_init_random(CLI::App& app);  // init_random.cpp
 void add_quantize(CLI::App& app);     // quantize.cpp
 void add_kl(CLI::App& app);           // kl.cpp
+void add_plot(CLI::App& app);         // plot.cpp
 
 }  // namespace fathom::cli

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   add_init_random(app);
   add_quantize(app);
   add_kl(app);
+  add_plot(app);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) {  // plain `fathom`: the usage, not an error
