@@ -16,5 +16,6 @@ void add_quantize(CLI::App& app);     // quantize.cpp
 void add_kl(CLI::App& app);           // kl.cpp
 void add_grad(CLI::App& app);         // grad.cpp
 void add_train(CLI::App& app);        // train.cpp
+void add_plot(CLI::App& app);         // plot.cpp
 
 }  // namespace fathom::cli
