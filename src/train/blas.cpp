@@ -8,6 +8,14 @@ void blas_threads(int n) {
   if (n > 0) openblas_set_num_threads(n);
 }
 
+BlasSerialScope::BlasSerialScope() : prev_(openblas_get_num_threads()) {
+  if (prev_ > 1) openblas_set_num_threads(1);
+}
+
+BlasSerialScope::~BlasSerialScope() {
+  if (prev_ > 1) openblas_set_num_threads(prev_);
+}
+
 void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
            int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;

@@ -8,6 +8,19 @@ namespace fathom::train {
 // Sets the BLAS thread count (training's matmuls run on BLAS threads; 0 keeps the default).
 void blas_threads(int n);
 
+// While alive, BLAS runs each GEMM on its calling thread: for GEMMs issued from several pool
+// threads at once, which are the parallelism themselves. Restores the previous count.
+class BlasSerialScope {
+ public:
+  BlasSerialScope();
+  ~BlasSerialScope();
+  BlasSerialScope(const BlasSerialScope&) = delete;
+  BlasSerialScope& operator=(const BlasSerialScope&) = delete;
+
+ private:
+  int prev_;
+};
+
 // C[M,N] = alpha * op(A) * op(B) + beta * C. op(A) is [M,K]: A is [M,K] (lda >= K) or, with
 // ta, [K,M] (lda >= M). op(B) is [K,N]: B is [K,N] or, with tb, [N,K].
 void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,

@@ -13,14 +13,6 @@ namespace fathom::train {
 
 namespace {
 
-// Runs fn(begin, end) over [0, n) on the pool, or serially when there is none.
-template <class F>
-void for_range(ThreadPool* pool, int64_t n, int64_t grain, F&& fn) {
-  if (n <= 0) return;
-  if (pool && pool->size() > 1 && n > grain) pool->parallel_for(n, grain, [&](int64_t b, int64_t e, int) { fn(b, e); });
-  else fn(0, n);
-}
-
 float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 }  // namespace
@@ -186,82 +178,87 @@ void check_dims(const AttnDims& d) {
                d.Hkv);
 }
 
+// Runs unit(u, thread) for u in [0, n): on the pool's threads, each GEMM single-threaded (the
+// units are the parallelism; a unit's score block stays in its core's cache), or serially
+// with BLAS's own threads when there is no pool.
+template <class F>
+void for_units(ThreadPool* pool, int64_t n, F&& unit) {
+  if (pool && pool->size() > 1 && n > 1) {
+    const BlasSerialScope serial;
+    pool->parallel_for(n, 1, [&](int64_t b, int64_t e, int t) {
+      for (int64_t u = b; u < e; ++u) unit(u, t);
+    });
+  } else {
+    for (int64_t u = 0; u < n; ++u) unit(u, 0);
+  }
+}
+
+// One (sequence, head): probs[r0:r1, 0:r1] = softmax(scale · Q[r0:r1] K[0:r1]ᵀ),
+// out[r0:r1] = P[r0:r1, 0:r1] V[0:r1].
+void attend_head(const Seqs& s, const AttnDims& d, const float* q, const float* k, const float* v, float* out,
+                 float* probs, int64_t b, int64_t h) {
+  const int64_t T = s.T, ldo = d.H * d.dv;
+  const HeadViews hv = head_views(s, d, q, k, v, b, h);
+  float* P = probs + (b * d.H + h) * T * T;  // [T, T]
+  float* o = out + b * T * ldo + h * d.dv;   // [T, dv] with row stride ldo
+  for (int64_t r0 = 0; r0 < T; r0 += kRowBlock) {
+    const int64_t r1 = std::min(T, r0 + kRowBlock);
+    sgemm(false, true, r1 - r0, r1, d.dqk, d.scale, hv.q + r0 * hv.ldq, hv.ldq, hv.k, hv.ldk, 0.f, P + r0 * T, T);
+    for (int64_t i = r0; i < r1; ++i) causal_softmax_row(P + i * T, i, T);
+    sgemm(false, false, r1 - r0, d.dv, r1, 1.f, P + r0 * T, T, hv.v, hv.ldv, 0.f, o + r0 * ldo, ldo);
+  }
+}
+
+// One (sequence, head)'s backward into dq and (shared within its group) dk, dv; ds: [T, T] scratch.
+void attend_head_bwd(const Seqs& s, const AttnDims& d, const float* q, const float* k, const float* v,
+                     const float* probs, const float* dout, float* dq, float* dk, float* dv, float* ds, int64_t b,
+                     int64_t h) {
+  const int64_t T = s.T, ldo = d.H * d.dv;
+  const HeadViews hv = head_views(s, d, q, k, v, b, h);
+  const int64_t qoff = hv.q - q, koff = hv.k - k, voff = hv.v - v;
+  const float* P = probs + (b * d.H + h) * T * T;
+  const float* dO = dout + b * T * ldo + h * d.dv;
+  for (int64_t r0 = 0; r0 < T; r0 += kRowBlock) {
+    const int64_t r1 = std::min(T, r0 + kRowBlock), n = r1 - r0;
+    sgemm(false, true, n, r1, d.dv, 1.f, dO + r0 * ldo, ldo, hv.v, hv.ldv, 0.f, ds + r0 * T, T);  // dP
+    for (int64_t i = r0; i < r1; ++i) {
+      const float* p = P + i * T;
+      float* g = ds + i * T;
+      float dot = 0.f;
+      for (int64_t j = 0; j <= i; ++j) dot += p[j] * g[j];
+      for (int64_t j = 0; j <= i; ++j) g[j] = p[j] * (g[j] - dot);
+      // The block's GEMMs read dS up to column r1: past the diagonal it must be exactly 0.
+      std::fill(g + i + 1, g + r1, 0.f);
+    }
+    sgemm(true, false, r1, d.dv, n, 1.f, P + r0 * T, T, dO + r0 * ldo, ldo, 1.f, dv + voff, hv.ldv);
+    sgemm(false, false, n, d.dqk, r1, d.scale, ds + r0 * T, T, hv.k, hv.ldk, 1.f, dq + qoff + r0 * hv.ldq, hv.ldq);
+    sgemm(true, false, r1, d.dqk, n, d.scale, ds + r0 * T, T, hv.q + r0 * hv.ldq, hv.ldq, 1.f, dk + koff, hv.ldk);
+  }
+}
+
 }  // namespace
 
 void attention_fwd(const Seqs& s, const AttnDims& d, const float* q, const float* k, const float* v, float* out,
                    float* probs, ThreadPool* pool) {
   check_dims(d);
-  const int64_t T = s.T, BH = s.B * d.H;
-  // Scores: probs[b, h, r0:r1, 0:r1] = scale · Q[r0:r1] K[0:r1]ᵀ
-  for (int64_t bh = 0; bh < BH; ++bh) {
-    const HeadViews hv = head_views(s, d, q, k, v, bh / d.H, bh % d.H);
-    float* P = probs + bh * T * T;  // [T, T]
-    for (int64_t r0 = 0; r0 < T; r0 += kRowBlock) {
-      const int64_t r1 = std::min(T, r0 + kRowBlock);
-      sgemm(false, true, r1 - r0, r1, d.dqk, d.scale, hv.q + r0 * hv.ldq, hv.ldq, hv.k, hv.ldk, 0.f, P + r0 * T, T);
-    }
-  }
-  for_range(pool, BH * T, 64, [&](int64_t b, int64_t e) {
-    for (int64_t row = b; row < e; ++row) causal_softmax_row(probs + row * T, row % T, T);
-  });
-  // out[r0:r1] = P[r0:r1, 0:r1] V[0:r1]
-  for (int64_t bh = 0; bh < BH; ++bh) {
-    const int64_t b = bh / d.H, h = bh % d.H;
-    const HeadViews hv = head_views(s, d, q, k, v, b, h);
-    const float* P = probs + bh * T * T;
-    float* o = out + b * T * d.H * d.dv + h * d.dv;
-    for (int64_t r0 = 0; r0 < T; r0 += kRowBlock) {
-      const int64_t r1 = std::min(T, r0 + kRowBlock);
-      sgemm(false, false, r1 - r0, d.dv, r1, 1.f, P + r0 * T, T, hv.v, hv.ldv, 0.f, o + r0 * d.H * d.dv, d.H * d.dv);
-    }
-  }
+  for_units(pool, s.B * d.H,
+            [&](int64_t u, int) { attend_head(s, d, q, k, v, out, probs, u / d.H, u % d.H); });
 }
 
 // With S = scale·QKᵀ and P = softmax(S): dP = dO Vᵀ, dS = P ∘ (dP - rowsum(P ∘ dP)),
-// dQ = scale·dS K, dK = scale·dSᵀ Q, dV = Pᵀ dO. One sequence at a time keeps dS to [H, T, T].
+// dQ = scale·dS K, dK = scale·dSᵀ Q, dV = Pᵀ dO. A unit is one (sequence, K/V head): the
+// heads of a group add into the same dK, dV, so they run one after another on one thread.
 void attention_bwd(const Seqs& s, const AttnDims& d, const float* q, const float* k, const float* v,
                    const float* probs, const float* dout, float* dq, float* dk, float* dv, ThreadPool* pool) {
   check_dims(d);
-  const int64_t T = s.T, H = d.H, ldo = H * d.dv;
-  std::vector<float> ds(size_t(H * T * T));  // [H, T, T] dP, then dS in place
-  for (int64_t b = 0; b < s.B; ++b) {
-    const float* dob = dout + b * T * ldo;
-    for (int64_t h = 0; h < H; ++h) {
-      const HeadViews hv = head_views(s, d, q, k, v, b, h);
-      for (int64_t r0 = 0; r0 < T; r0 += kRowBlock) {
-        const int64_t r1 = std::min(T, r0 + kRowBlock);
-        sgemm(false, true, r1 - r0, r1, d.dv, 1.f, dob + r0 * ldo + h * d.dv, ldo, hv.v, hv.ldv, 0.f,
-              ds.data() + (h * T + r0) * T, T);
-      }
-    }
-    for_range(pool, H * T, 64, [&](int64_t b0, int64_t e0) {
-      for (int64_t row = b0; row < e0; ++row) {
-        const int64_t i = row % T;
-        const float* p = probs + (b * H * T + row) * T;
-        float* g = ds.data() + row * T;
-        float dot = 0.f;
-        for (int64_t j = 0; j <= i; ++j) dot += p[j] * g[j];
-        for (int64_t j = 0; j <= i; ++j) g[j] = p[j] * (g[j] - dot);
-        // Past the diagonal the block's GEMMs read dS: it must be exactly 0 there.
-        std::fill(g + i + 1, g + T, 0.f);
-      }
-    });
-    for (int64_t h = 0; h < H; ++h) {
-      const HeadViews hv = head_views(s, d, q, k, v, b, h);
-      const int64_t qoff = hv.q - q, koff = hv.k - k, voff = hv.v - v;
-      const float* P = probs + (b * H + h) * T * T;
-      const float* dS = ds.data() + h * T * T;
-      const float* dO = dob + h * d.dv;
-      for (int64_t r0 = 0; r0 < T; r0 += kRowBlock) {
-        const int64_t r1 = std::min(T, r0 + kRowBlock), n = r1 - r0;
-        sgemm(true, false, r1, d.dv, n, 1.f, P + r0 * T, T, dO + r0 * ldo, ldo, 1.f, dv + voff, hv.ldv);
-        sgemm(false, false, n, d.dqk, r1, d.scale, dS + r0 * T, T, hv.k, hv.ldk, 1.f, dq + qoff + r0 * hv.ldq,
-              hv.ldq);
-        sgemm(true, false, r1, d.dqk, n, d.scale, dS + r0 * T, T, hv.q + r0 * hv.ldq, hv.ldq, 1.f, dk + koff,
-              hv.ldk);
-      }
-    }
-  }
+  const int64_t T = s.T, group = d.H / d.Hkv;
+  const int nt = pool ? std::max(1, pool->size()) : 1;
+  std::vector<float> ds(size_t(nt) * size_t(T * T));  // [threads, T, T] dP, then dS in place
+  for_units(pool, s.B * d.Hkv, [&](int64_t u, int t) {
+    const int64_t b = u / d.Hkv, kh = u % d.Hkv;
+    for (int64_t h = kh * group; h < (kh + 1) * group; ++h)
+      attend_head_bwd(s, d, q, k, v, probs, dout, dq, dk, dv, ds.data() + size_t(t) * size_t(T * T), b, h);
+  });
 }
 
 // ---- Cross-entropy
