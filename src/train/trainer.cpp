@@ -226,7 +226,9 @@ void run_training(const TrainOpts& o, const Dist& dist) {
     so.config = m->config_json();
     so.params = m->params();
     so.dtype = dtype;
-    so.tokenizer_dir = tok_dir;
+    // A model trained from ids alone may have no tokenizer to copy.
+    if (!tok_dir.empty() && std::filesystem::exists(std::filesystem::path(tok_dir) / "tokenizer.json"))
+      so.tokenizer_dir = tok_dir;
     so.lookup = [&](const WeightSpec& s) -> const float* {
       const Param* p = m->source_of(s);
       return p ? p->w.data() : nullptr;

@@ -217,7 +217,7 @@ TEST(FromConfig, TrainsAndTheSavedModelRuns) {
   EXPECT_TRUE(rows.back().contains("val_loss"));
   EXPECT_TRUE(fs::exists(dir / "log.svg"));
   EXPECT_TRUE(fs::exists(dir / "m" / "tokenizer.json"));
-  Cmd g = sh(kBin + " generate --model " + (dir / "m").string() + " -p \"the model\" -n 4 --threads 1");
+  Cmd g = sh(kBin + " run --model " + (dir / "m").string() + " -p \"the model\" -n 4 --threads 1");
   EXPECT_EQ(g.status, 0) << g.out;
   fs::remove_all(dir);
 }
