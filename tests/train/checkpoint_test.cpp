@@ -24,8 +24,18 @@ using nlohmann::json;
 
 const fs::path kData = FATHOM_TEST_DATA;
 
+// This process's scratch directory, removed when the tests end.
+struct ScratchRoot {
+  fs::path dir = fs::temp_directory_path() / ("fathom-ckpt-" + std::to_string(getpid()));
+  ~ScratchRoot() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+};
+const ScratchRoot kScratch;
+
 fs::path scratch(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("fathom-ckpt-" + std::to_string(getpid())) / name;
+  const fs::path d = kScratch.dir / name;
   fs::remove_all(d);
   fs::create_directories(d.parent_path());
   return d;

@@ -15,8 +15,18 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+// This process's scratch directory, removed when the tests end.
+struct ScratchRoot {
+  fs::path dir = fs::temp_directory_path() / ("fathom-metrics-" + std::to_string(getpid()));
+  ~ScratchRoot() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+};
+const ScratchRoot kScratch;
+
 fs::path scratch(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("fathom-metrics-" + std::to_string(getpid()));
+  const fs::path d = kScratch.dir;
   fs::create_directories(d);
   fs::remove(d / name);
   return d / name;
