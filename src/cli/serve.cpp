@@ -7,6 +7,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -30,6 +31,14 @@
 namespace fathom::cli {
 
 namespace {
+
+// Threads started before main (OpenBLAS starts its workers when the binary loads) do not
+// have SIGINT/SIGTERM blocked, so the kernel may hand a stop signal to one of them, where the
+// default action would kill the server mid-response. This handler runs there instead and
+// passes the signal on to the thread that waits for it. Set once, before the handler.
+std::atomic<pthread_t> g_signal_thread{};
+
+void forward_stop_signal(int signo) { pthread_kill(g_signal_thread.load(), signo); }
 
 std::string human_bytes(double b) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -200,6 +209,13 @@ void add_serve(CLI::App& app) {
       sigwait(&sigs, &s);
       srv.stop();
     });
+    g_signal_thread.store(sig.native_handle());
+    struct sigaction sa {};
+    sa.sa_handler = forward_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
     srv.run();
     // Wake the signal thread if run() ended for another reason.
     pthread_kill(sig.native_handle(), SIGTERM);
