@@ -34,7 +34,7 @@ void add_grad(CLI::App& app) {
     train::Batch b = train::read_ids_file(a->ids);
     auto m = train::TrainModel::load(a->model);
     ThreadPool pool(a->threads);
-    train::blas_threads(pool.size());
+    train::blas_threads(1);  // matmuls are split over the pool instead
     const train::Objective obj{a->mtp, a->alpha};
     const int64_t K = obj.mtp_weight != 0 ? m->mtp_modules() : 0;
     const train::LossScale sc = train::count_targets(b, K);

@@ -62,7 +62,8 @@ TrainMla::TrainMla(const ModelConfig& cfg, MlaParams p, const RopeTable* rope) :
   check_rope(rope, rd);
 }
 
-void TrainMla::forward(const Seqs& s, const float* x, float* y, MlaSaved& sv, ThreadPool* pool) const {
+void TrainMla::forward(const Seqs& s, const float* x, float* y, MlaSaved& sv, const Compute& cx) const {
+  ThreadPool* pool = cx.pool;
   const int64_t R = s.rows(), D = cfg_.hidden_size, H = cfg_.num_attention_heads;
   const int64_t nope = cfg_.qk_nope_head_dim, rd = cfg_.qk_rope_head_dim, qk = nope + rd, vd = cfg_.v_head_dim;
   const int64_t r = cfg_.kv_lora_rank, W = r + rd, ql = cfg_.q_lora_rank, KV = nope + vd;
@@ -73,21 +74,21 @@ void TrainMla::forward(const Seqs& s, const float* x, float* y, MlaSaved& sv, Th
     sv.q_a.resize(size_t(R * ql));
     sv.q_a_rstd.resize(size_t(R));
     sv.q_a_n.resize(size_t(R * ql));
-    linear_fwd(x, p_.q_a->w.data(), sv.q_a.data(), R, D, ql);
+    linear_fwd(cx, x, p_.q_a->w.data(), sv.q_a.data(), R, D, ql);
     rmsnorm_fwd(sv.q_a.data(), ql, p_.q_a_norm->w.data(), sv.q_a_n.data(), ql, sv.q_a_rstd.data(), R, ql, eps);
-    linear_fwd(sv.q_a_n.data(), p_.q_b->w.data(), sv.q.data(), R, ql, H * qk);
+    linear_fwd(cx, sv.q_a_n.data(), p_.q_b->w.data(), sv.q.data(), R, ql, H * qk);
   } else {
-    linear_fwd(x, p_.q->w.data(), sv.q.data(), R, D, H * qk);
+    linear_fwd(cx, x, p_.q->w.data(), sv.q.data(), R, D, H * qk);
   }
   rope_fwd(*rope_, s, sv.q.data(), H * qk, H, qk, nope);
 
   sv.kv_a.resize(size_t(R * W));
   sv.kv_rstd.resize(size_t(R));
   sv.kv_n.resize(size_t(R * r));
-  linear_fwd(x, p_.kv_a->w.data(), sv.kv_a.data(), R, D, W);
+  linear_fwd(cx, x, p_.kv_a->w.data(), sv.kv_a.data(), R, D, W);
   rmsnorm_fwd(sv.kv_a.data(), W, p_.kv_a_norm->w.data(), sv.kv_n.data(), r, sv.kv_rstd.data(), R, r, eps);
   std::vector<float> kv(size_t(R * H * KV));  // [R, H, nope + v]
-  linear_fwd(sv.kv_n.data(), p_.kv_b->w.data(), kv.data(), R, r, H * KV);
+  linear_fwd(cx, sv.kv_n.data(), p_.kv_b->w.data(), kv.data(), R, r, H * KV);
 
   // k per head = [k_nope | roped k_pe], the one k_pe shared by every head.
   sv.k.resize(size_t(R * H * qk));
@@ -108,17 +109,18 @@ void TrainMla::forward(const Seqs& s, const float* x, float* y, MlaSaved& sv, Th
   sv.attn.resize(size_t(R * H * vd));
   const AttnDims ad{H, H, qk, vd, float(cfg_.attn_scale())};
   attention_fwd(s, ad, sv.q.data(), sv.k.data(), sv.v.data(), sv.attn.data(), sv.probs.data(), pool);
-  linear_fwd(sv.attn.data(), p_.o->w.data(), y, R, H * vd, D);
+  linear_fwd(cx, sv.attn.data(), p_.o->w.data(), y, R, H * vd, D);
 }
 
 void TrainMla::backward(const Seqs& s, const MlaSaved& sv, const float* x, const float* dy, float* dx,
-                        ThreadPool* pool) const {
+                        const Compute& cx) const {
+  ThreadPool* pool = cx.pool;
   const int64_t R = s.rows(), D = cfg_.hidden_size, H = cfg_.num_attention_heads;
   const int64_t nope = cfg_.qk_nope_head_dim, rd = cfg_.qk_rope_head_dim, qk = nope + rd, vd = cfg_.v_head_dim;
   const int64_t r = cfg_.kv_lora_rank, W = r + rd, ql = cfg_.q_lora_rank, KV = nope + vd;
 
   std::vector<float> dattn(size_t(R * H * vd));  // [R, H, v]
-  linear_bwd(dy, sv.attn.data(), p_.o->w.data(), dattn.data(), grad(p_.o), R, H * vd, D);
+  linear_bwd(cx, dy, sv.attn.data(), p_.o->w.data(), dattn.data(), grad(p_.o), R, H * vd, D);
 
   std::vector<float> dq(size_t(R * H * qk)), dk(size_t(R * H * qk)), dv(size_t(R * H * vd));
   const AttnDims ad{H, H, qk, vd, float(cfg_.attn_scale())};
@@ -140,20 +142,20 @@ void TrainMla::backward(const Seqs& s, const MlaSaved& sv, const float* x, const
   }
   rope_bwd(*rope_, s, dkv_a.data(), W, 1, rd, r);
   std::vector<float> dkv_n(size_t(R * r), 0.f);  // [R, kv_lora]
-  linear_bwd(dkv.data(), sv.kv_n.data(), p_.kv_b->w.data(), dkv_n.data(), grad(p_.kv_b), R, r, H * KV);
+  linear_bwd(cx, dkv.data(), sv.kv_n.data(), p_.kv_b->w.data(), dkv_n.data(), grad(p_.kv_b), R, r, H * KV);
   rmsnorm_bwd(dkv_n.data(), r, sv.kv_a.data(), W, p_.kv_a_norm->w.data(), sv.kv_rstd.data(), dkv_a.data(), W,
               grad(p_.kv_a_norm), R, r);
-  linear_bwd(dkv_a.data(), x, p_.kv_a->w.data(), dx, grad(p_.kv_a), R, D, W);
+  linear_bwd(cx, dkv_a.data(), x, p_.kv_a->w.data(), dx, grad(p_.kv_a), R, D, W);
 
   rope_bwd(*rope_, s, dq.data(), H * qk, H, qk, nope);
   if (ql > 0) {
     std::vector<float> dqn(size_t(R * ql), 0.f), dqa(size_t(R * ql), 0.f);  // [R, q_lora] ×2
-    linear_bwd(dq.data(), sv.q_a_n.data(), p_.q_b->w.data(), dqn.data(), grad(p_.q_b), R, ql, H * qk);
+    linear_bwd(cx, dq.data(), sv.q_a_n.data(), p_.q_b->w.data(), dqn.data(), grad(p_.q_b), R, ql, H * qk);
     rmsnorm_bwd(dqn.data(), ql, sv.q_a.data(), ql, p_.q_a_norm->w.data(), sv.q_a_rstd.data(), dqa.data(), ql,
                 grad(p_.q_a_norm), R, ql);
-    linear_bwd(dqa.data(), x, p_.q_a->w.data(), dx, grad(p_.q_a), R, D, ql);
+    linear_bwd(cx, dqa.data(), x, p_.q_a->w.data(), dx, grad(p_.q_a), R, D, ql);
   } else {
-    linear_bwd(dq.data(), x, p_.q->w.data(), dx, grad(p_.q), R, D, H * qk);
+    linear_bwd(cx, dq.data(), x, p_.q->w.data(), dx, grad(p_.q), R, D, H * qk);
   }
 }
 
@@ -173,15 +175,16 @@ TrainGqa::TrainGqa(const ModelConfig& cfg, GqaParams p, const RopeTable* rope) :
   check_rope(rope, hd);
 }
 
-void TrainGqa::forward(const Seqs& s, const float* x, float* y, GqaSaved& sv, ThreadPool* pool) const {
+void TrainGqa::forward(const Seqs& s, const float* x, float* y, GqaSaved& sv, const Compute& cx) const {
+  ThreadPool* pool = cx.pool;
   const int64_t R = s.rows(), D = cfg_.hidden_size, H = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads;
   const int64_t hd = cfg_.head_dim;
   sv.q.resize(size_t(R * H * hd));
   sv.k.resize(size_t(R * Hkv * hd));
   sv.v.resize(size_t(R * Hkv * hd));
-  linear_fwd(x, p_.q->w.data(), sv.q.data(), R, D, H * hd);
-  linear_fwd(x, p_.k->w.data(), sv.k.data(), R, D, Hkv * hd);
-  linear_fwd(x, p_.v->w.data(), sv.v.data(), R, D, Hkv * hd);
+  linear_fwd(cx, x, p_.q->w.data(), sv.q.data(), R, D, H * hd);
+  linear_fwd(cx, x, p_.k->w.data(), sv.k.data(), R, D, Hkv * hd);
+  linear_fwd(cx, x, p_.v->w.data(), sv.v.data(), R, D, Hkv * hd);
   add_bias(sv.q.data(), p_.q_bias, R, H * hd);
   add_bias(sv.k.data(), p_.k_bias, R, Hkv * hd);
   add_bias(sv.v.data(), p_.v_bias, R, Hkv * hd);
@@ -192,17 +195,18 @@ void TrainGqa::forward(const Seqs& s, const float* x, float* y, GqaSaved& sv, Th
   sv.attn.resize(size_t(R * H * hd));
   const AttnDims ad{H, Hkv, hd, hd, float(cfg_.attn_scale())};
   attention_fwd(s, ad, sv.q.data(), sv.k.data(), sv.v.data(), sv.attn.data(), sv.probs.data(), pool);
-  linear_fwd(sv.attn.data(), p_.o->w.data(), y, R, H * hd, D);
+  linear_fwd(cx, sv.attn.data(), p_.o->w.data(), y, R, H * hd, D);
   add_bias(y, p_.o_bias, R, D);
 }
 
 void TrainGqa::backward(const Seqs& s, const GqaSaved& sv, const float* x, const float* dy, float* dx,
-                        ThreadPool* pool) const {
+                        const Compute& cx) const {
+  ThreadPool* pool = cx.pool;
   const int64_t R = s.rows(), D = cfg_.hidden_size, H = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads;
   const int64_t hd = cfg_.head_dim;
   bias_bwd(dy, p_.o_bias, R, D);
   std::vector<float> dattn(size_t(R * H * hd));  // [R, H, hd]
-  linear_bwd(dy, sv.attn.data(), p_.o->w.data(), dattn.data(), grad(p_.o), R, H * hd, D);
+  linear_bwd(cx, dy, sv.attn.data(), p_.o->w.data(), dattn.data(), grad(p_.o), R, H * hd, D);
 
   std::vector<float> dq(size_t(R * H * hd)), dk(size_t(R * Hkv * hd)), dv(size_t(R * Hkv * hd));
   const AttnDims ad{H, Hkv, hd, hd, float(cfg_.attn_scale())};
@@ -213,9 +217,9 @@ void TrainGqa::backward(const Seqs& s, const GqaSaved& sv, const float* x, const
   bias_bwd(dq.data(), p_.q_bias, R, H * hd);
   bias_bwd(dk.data(), p_.k_bias, R, Hkv * hd);
   bias_bwd(dv.data(), p_.v_bias, R, Hkv * hd);
-  linear_bwd(dq.data(), x, p_.q->w.data(), dx, grad(p_.q), R, D, H * hd);
-  linear_bwd(dk.data(), x, p_.k->w.data(), dx, grad(p_.k), R, D, Hkv * hd);
-  linear_bwd(dv.data(), x, p_.v->w.data(), dx, grad(p_.v), R, D, Hkv * hd);
+  linear_bwd(cx, dq.data(), x, p_.q->w.data(), dx, grad(p_.q), R, D, H * hd);
+  linear_bwd(cx, dk.data(), x, p_.k->w.data(), dx, grad(p_.k), R, D, Hkv * hd);
+  linear_bwd(cx, dv.data(), x, p_.v->w.data(), dx, grad(p_.v), R, D, Hkv * hd);
 }
 
 }  // namespace fathom::train

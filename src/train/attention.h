@@ -8,6 +8,7 @@
 #include "core/thread_pool.h"
 #include "io/config.h"
 #include "train/ops.h"
+#include "train/blas.h"
 #include "train/param.h"
 
 namespace fathom::train {
@@ -38,9 +39,9 @@ class TrainMla {
   // rope: a table with dim qk_rope_head_dim, interleaved as the config says, covering T.
   TrainMla(const ModelConfig& cfg, MlaParams p, const RopeTable* rope);
   // x: [rows, D] (input, already normed); y: [rows, D] (overwritten)
-  void forward(const Seqs& s, const float* x, float* y, MlaSaved& sv, ThreadPool* pool) const;
+  void forward(const Seqs& s, const float* x, float* y, MlaSaved& sv, const Compute& cx) const;
   // dy: [rows, D]; dx: [rows, D] += ...
-  void backward(const Seqs& s, const MlaSaved& sv, const float* x, const float* dy, float* dx, ThreadPool* pool) const;
+  void backward(const Seqs& s, const MlaSaved& sv, const float* x, const float* dy, float* dx, const Compute& cx) const;
 
  private:
   const ModelConfig& cfg_;
@@ -62,8 +63,8 @@ struct GqaSaved {
 class TrainGqa {
  public:
   TrainGqa(const ModelConfig& cfg, GqaParams p, const RopeTable* rope);
-  void forward(const Seqs& s, const float* x, float* y, GqaSaved& sv, ThreadPool* pool) const;
-  void backward(const Seqs& s, const GqaSaved& sv, const float* x, const float* dy, float* dx, ThreadPool* pool) const;
+  void forward(const Seqs& s, const float* x, float* y, GqaSaved& sv, const Compute& cx) const;
+  void backward(const Seqs& s, const GqaSaved& sv, const float* x, const float* dy, float* dx, const Compute& cx) const;
 
  private:
   const ModelConfig& cfg_;

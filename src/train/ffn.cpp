@@ -57,30 +57,32 @@ void for_range(ThreadPool* pool, int64_t n, int64_t grain, F&& fn) {
 
 TrainMlp::TrainMlp(MlpParams p) : p_(p) {}
 
-void TrainMlp::forward(int64_t rows, const float* x, float* y, MlpSaved& sv, bool accumulate) const {
+void TrainMlp::forward(int64_t rows, const float* x, float* y, MlpSaved& sv, bool accumulate,
+                       const Compute& cx) const {
   const int64_t I = p_.gate->shape[0], D = p_.gate->shape[1];
   sv.g.resize(size_t(rows * I));
   sv.u.resize(size_t(rows * I));
   sv.h.resize(size_t(rows * I));
-  linear_fwd(x, p_.gate->w.data(), sv.g.data(), rows, D, I);
-  linear_fwd(x, p_.up->w.data(), sv.u.data(), rows, D, I);
+  linear_fwd(cx, x, p_.gate->w.data(), sv.g.data(), rows, D, I);
+  linear_fwd(cx, x, p_.up->w.data(), sv.u.data(), rows, D, I);
   if (p_.gate_bias) add_bias(sv.g.data(), p_.gate_bias->w.data(), rows, I);
   if (p_.up_bias) add_bias(sv.u.data(), p_.up_bias->w.data(), rows, I);
   swiglu_forward(sv.g.data(), sv.u.data(), sv.h.data(), rows * I);
-  linear_fwd(sv.h.data(), p_.down->w.data(), y, rows, I, D, accumulate);
+  linear_fwd(cx, sv.h.data(), p_.down->w.data(), y, rows, I, D, accumulate);
   if (p_.down_bias) add_bias(y, p_.down_bias->w.data(), rows, D);
 }
 
-void TrainMlp::backward(int64_t rows, const MlpSaved& sv, const float* x, const float* dy, float* dx) const {
+void TrainMlp::backward(int64_t rows, const MlpSaved& sv, const float* x, const float* dy, float* dx,
+                        const Compute& cx) const {
   const int64_t I = p_.gate->shape[0], D = p_.gate->shape[1];
   if (rows == 0) return;
   std::vector<float> dg(size_t(rows * I), 0.0f), du(size_t(rows * I));  // [rows, I]
   // dh (into dg) = dy · W_down; dW_down += dyᵀ h
-  linear_bwd(dy, sv.h.data(), p_.down->w.data(), dg.data(), grad_of(p_.down), rows, I, D);
+  linear_bwd(cx, dy, sv.h.data(), p_.down->w.data(), dg.data(), grad_of(p_.down), rows, I, D);
   if (p_.down_bias && grad_of(p_.down_bias)) bias_grad(dy, grad_of(p_.down_bias), rows, D);
   swiglu_backward(dg.data(), sv.g.data(), sv.u.data(), du.data(), rows * I);
-  linear_bwd(dg.data(), x, p_.gate->w.data(), dx, grad_of(p_.gate), rows, D, I);
-  linear_bwd(du.data(), x, p_.up->w.data(), dx, grad_of(p_.up), rows, D, I);
+  linear_bwd(cx, dg.data(), x, p_.gate->w.data(), dx, grad_of(p_.gate), rows, D, I);
+  linear_bwd(cx, du.data(), x, p_.up->w.data(), dx, grad_of(p_.up), rows, D, I);
   if (p_.gate_bias && grad_of(p_.gate_bias)) bias_grad(dg.data(), grad_of(p_.gate_bias), rows, I);
   if (p_.up_bias && grad_of(p_.up_bias)) bias_grad(du.data(), grad_of(p_.up_bias), rows, I);
 }
@@ -94,7 +96,8 @@ TrainMoe::TrainMoe(const ModelConfig& cfg, MoeParams p) : cfg_(cfg), p_(std::mov
 }
 
 void TrainMoe::forward(const Seqs& s, const float* x, float* y, MoeSaved& sv, const BalanceOpts& bal, MoeStats& stats,
-                       ThreadPool* pool) const {
+                       const Compute& cx) const {
+  ThreadPool* pool = cx.pool;
   const RouterConfig rc = RouterConfig::from(cfg_);
   const int64_t rows = s.rows(), D = cfg_.hidden_size, E = experts(), K = rc.top_k;
   const float scale = float(rc.routed_scaling_factor);
@@ -104,7 +107,7 @@ void TrainMoe::forward(const Seqs& s, const float* x, float* y, MoeSaved& sv, co
   sv.scores.resize(size_t(rows * E));
   sv.ids.resize(size_t(rows * K));
   sv.weights.resize(size_t(rows * K));
-  linear_fwd(x, p_.router->w.data(), sv.scores.data(), rows, D, E);
+  linear_fwd(cx, x, p_.router->w.data(), sv.scores.data(), rows, D, E);
   const float* bias = p_.router_bias ? p_.router_bias->w.data() : nullptr;
   for_range(pool, rows, 16, [&](int64_t r0, int64_t r1) {
     std::vector<float> scratch(size_t(2 * E + K));  // route_token's [2E] + its weights [K]
@@ -154,11 +157,11 @@ void TrainMoe::forward(const Seqs& s, const float* x, float* y, MoeSaved& sv, co
     for_range(pool, n, 64, [&](int64_t j0, int64_t j1) {
       for (int64_t j = j0; j < j1; ++j) std::memcpy(sv.xe[e].data() + j * D, x + int64_t(re[j]) * D, sizeof(float) * D);
     });
-    if (n > 0) experts_[e].forward(n, sv.xe[e].data(), sv.ye[e].data(), sv.expert[e]);
+    if (n > 0) experts_[e].forward(n, sv.xe[e].data(), sv.ye[e].data(), sv.expert[e], false, cx);
   }
 
   // y = shared(x) + Σ_k w_k · expert_{ids_k}(x)
-  if (p_.shared.gate) shared_.forward(rows, x, y, sv.shared);
+  if (p_.shared.gate) shared_.forward(rows, x, y, sv.shared, false, cx);
   else std::fill(y, y + rows * D, 0.0f);
   for_range(pool, rows, 16, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -199,12 +202,13 @@ void TrainMoe::forward(const Seqs& s, const float* x, float* y, MoeSaved& sv, co
 }
 
 void TrainMoe::backward(const Seqs& s, const MoeSaved& sv, const float* x, const float* dy, float* dx,
-                        const BalanceOpts& bal, ThreadPool* pool) const {
+                        const BalanceOpts& bal, const Compute& cx) const {
+  ThreadPool* pool = cx.pool;
   const RouterConfig rc = RouterConfig::from(cfg_);
   const int64_t rows = s.rows(), D = cfg_.hidden_size, E = experts(), K = rc.top_k;
   const float scale = float(rc.routed_scaling_factor);
 
-  if (p_.shared.gate) shared_.backward(rows, sv.shared, x, dy, dx);
+  if (p_.shared.gate) shared_.backward(rows, sv.shared, x, dy, dx, cx);
 
   // Experts: d ye = w · dy on each gathered row, and dL/dw = dy · ye.
   std::vector<float> dw(size_t(rows * K));  // [rows, K]
@@ -231,7 +235,7 @@ void TrainMoe::backward(const Seqs& s, const MoeSaved& sv, const float* x, const
       }
     });
     std::fill(dxe.begin(), dxe.begin() + n * D, 0.0f);
-    experts_[e].backward(n, sv.expert[e], sv.xe[e].data(), dye.data(), dxe.data());
+    experts_[e].backward(n, sv.expert[e], sv.xe[e].data(), dye.data(), dxe.data(), cx);
     for_range(pool, n, 64, [&](int64_t j0, int64_t j1) {
       for (int64_t j = j0; j < j1; ++j) {
         float* dxr = dx + int64_t(re[j]) * D;
@@ -282,7 +286,7 @@ void TrainMoe::backward(const Seqs& s, const MoeSaved& sv, const float* x, const
       }
     }
   });
-  linear_bwd(dl.data(), x, p_.router->w.data(), dx, grad_of(p_.router), rows, D, E);
+  linear_bwd(cx, dl.data(), x, p_.router->w.data(), dx, grad_of(p_.router), rows, D, E);
 }
 
 }  // namespace fathom::train

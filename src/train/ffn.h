@@ -9,6 +9,7 @@
 
 #include "core/thread_pool.h"
 #include "io/config.h"
+#include "train/blas.h"
 #include "train/param.h"
 
 namespace fathom::train {
@@ -26,9 +27,11 @@ class TrainMlp {
  public:
   explicit TrainMlp(MlpParams p);
   // x: [rows, D]; y: [rows, D] (overwritten, or added to with accumulate)
-  void forward(int64_t rows, const float* x, float* y, MlpSaved& sv, bool accumulate = false) const;
+  void forward(int64_t rows, const float* x, float* y, MlpSaved& sv, bool accumulate = false,
+               const Compute& cx = {}) const;
   // dy: [rows, D]; dx: [rows, D] += ...
-  void backward(int64_t rows, const MlpSaved& sv, const float* x, const float* dy, float* dx) const;
+  void backward(int64_t rows, const MlpSaved& sv, const float* x, const float* dy, float* dx,
+                const Compute& cx = {}) const;
   int64_t inner() const { return p_.gate->shape[0]; }
 
  private:
@@ -74,10 +77,10 @@ class TrainMoe {
   // x: [rows, D]; y: [rows, D] (overwritten). Adds this forward's loads into stats.load and
   // its balance term into stats.balance.
   void forward(const Seqs& s, const float* x, float* y, MoeSaved& sv, const BalanceOpts& bal, MoeStats& stats,
-               ThreadPool* pool) const;
+               const Compute& cx) const;
   // dy: [rows, D]; dx: [rows, D] += ... (the balance loss's gradient included)
   void backward(const Seqs& s, const MoeSaved& sv, const float* x, const float* dy, float* dx,
-                const BalanceOpts& bal, ThreadPool* pool) const;
+                const BalanceOpts& bal, const Compute& cx) const;
   int64_t experts() const { return int64_t(p_.experts.size()); }
 
  private:

@@ -49,7 +49,7 @@ TrainModel::~TrainModel() = default;
 namespace {
 
 void layer_forward(TrainModel::Layer& L, const ModelConfig& c, const Seqs& s, const float* x, float* out,
-                   const BalanceOpts& bal, MoeStats* ms, ThreadPool* pool) {
+                   const BalanceOpts& bal, MoeStats* ms, const Compute& cx) {
   const int64_t rows = s.rows(), D = c.hidden_size;
   const float eps = float(c.rms_norm_eps);
   L.x.assign(x, x + rows * D);
@@ -57,29 +57,29 @@ void layer_forward(TrainModel::Layer& L, const ModelConfig& c, const Seqs& s, co
   L.r1.resize(static_cast<size_t>(rows));
   rmsnorm_fwd(x, D, L.attn_norm->w.data(), L.n1.data(), D, L.r1.data(), rows, D, eps);
   L.h.resize(size_t(rows * D));
-  if (L.mla) L.mla->forward(s, L.n1.data(), L.h.data(), L.mla_s, pool);
-  else L.gqa->forward(s, L.n1.data(), L.h.data(), L.gqa_s, pool);
+  if (L.mla) L.mla->forward(s, L.n1.data(), L.h.data(), L.mla_s, cx);
+  else L.gqa->forward(s, L.n1.data(), L.h.data(), L.gqa_s, cx);
   for (int64_t i = 0; i < rows * D; ++i) L.h[i] += x[i];
   L.n2.resize(size_t(rows * D));
   L.r2.resize(static_cast<size_t>(rows));
   rmsnorm_fwd(L.h.data(), D, L.ffn_norm->w.data(), L.n2.data(), D, L.r2.data(), rows, D, eps);
-  if (L.moe) L.moe->forward(s, L.n2.data(), out, L.moe_s, bal, *ms, pool);
-  else L.mlp->forward(rows, L.n2.data(), out, L.mlp_s);
+  if (L.moe) L.moe->forward(s, L.n2.data(), out, L.moe_s, bal, *ms, cx);
+  else L.mlp->forward(rows, L.n2.data(), out, L.mlp_s, false, cx);
   for (int64_t i = 0; i < rows * D; ++i) out[i] += L.h[i];
 }
 
 // dout: [rows, D] gradient of the layer's output; dx: [rows, D] += gradient of its input.
 void layer_backward(TrainModel::Layer& L, const ModelConfig& c, const Seqs& s, const float* dout, float* dx,
-                    const BalanceOpts& bal, ThreadPool* pool) {
+                    const BalanceOpts& bal, const Compute& cx) {
   const int64_t rows = s.rows(), D = c.hidden_size;
   std::vector<float> dh(dout, dout + rows * D);  // [rows, D] residual path
   std::vector<float> dn(size_t(rows * D), 0.0f);
-  if (L.moe) L.moe->backward(s, L.moe_s, L.n2.data(), dout, dn.data(), bal, pool);
-  else L.mlp->backward(rows, L.mlp_s, L.n2.data(), dout, dn.data());
+  if (L.moe) L.moe->backward(s, L.moe_s, L.n2.data(), dout, dn.data(), bal, cx);
+  else L.mlp->backward(rows, L.mlp_s, L.n2.data(), dout, dn.data(), cx);
   rmsnorm_bwd(dn.data(), D, L.h.data(), D, L.ffn_norm->w.data(), L.r2.data(), dh.data(), D, L.ffn_norm->g.data(), rows, D);
   std::fill(dn.begin(), dn.end(), 0.0f);
-  if (L.mla) L.mla->backward(s, L.mla_s, L.n1.data(), dh.data(), dn.data(), pool);
-  else L.gqa->backward(s, L.gqa_s, L.n1.data(), dh.data(), dn.data(), pool);
+  if (L.mla) L.mla->backward(s, L.mla_s, L.n1.data(), dh.data(), dn.data(), cx);
+  else L.gqa->backward(s, L.gqa_s, L.n1.data(), dh.data(), dn.data(), cx);
   for (int64_t i = 0; i < rows * D; ++i) dx[i] += dh[i];
   rmsnorm_bwd(dn.data(), D, L.x.data(), D, L.attn_norm->w.data(), L.r1.data(), dx, D, L.attn_norm->g.data(), rows, D);
 }
@@ -156,7 +156,7 @@ LossScale count_targets(const Batch& b, int64_t modules) {
 }
 
 PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale& scale, bool backward,
-                           ThreadPool* pool) {
+                           const Compute& cx) {
   const ModelConfig& c = cfg_;
   const int64_t B = b.B, T = b.T, D = c.hidden_size, V = c.vocab_size, rows = B * T;
   if (int64_t(b.ids.size()) != rows || int64_t(b.target.size()) != rows) fail("training batch: ids or targets do not match [B, T]");
@@ -187,7 +187,7 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
   for (auto& L : layers_) {
     MoeStats ms;
     ms.load.assign(size_t(c.n_routed_experts), 0.0);
-    layer_forward(*L, c, s, x.data(), y.data(), bal, &ms, pool);
+    layer_forward(*L, c, s, x.data(), y.data(), bal, &ms, cx);
     moe_stats(*L, ms);
     std::swap(x, y);
   }
@@ -203,10 +203,10 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
   auto head_ce = [&](const float* h, int64_t n, const int32_t* targets, float sc, float* dh, double& sum,
                      int64_t& count, int64_t* correct) {
     logits.resize(size_t(n * V));
-    linear_fwd(h, head_->w.data(), logits.data(), n, D, V);
+    linear_fwd(cx, h, head_->w.data(), logits.data(), n, D, V);
     for (int64_t i = 0; i < n; ++i) count += targets[i] >= 0;
-    sum += cross_entropy(logits.data(), targets, n, V, sc, logits.data(), pool, correct);
-    if (backward) linear_bwd(logits.data(), h, head_->w.data(), dh, head_->g.data(), n, D, V);
+    sum += cross_entropy(logits.data(), targets, n, V, sc, logits.data(), cx.pool, correct);
+    if (backward) linear_bwd(cx, logits.data(), h, head_->w.data(), dh, head_->g.data(), n, D, V);
   };
   head_ce(hN.data(), rows, tgt.data(), float(1.0 / double(std::max<int64_t>(scale.main_targets, 1))), dhN.data(),
           st.main_sum, st.main_count, &st.main_correct);
@@ -235,11 +235,11 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
     rmsnorm_fwd(m.e.data(), D, m.enorm->w.data(), m.cat.data(), 2 * D, m.er.data(), n, D, eps);
     rmsnorm_fwd(m.h_in.data(), D, m.hnorm->w.data(), m.cat.data() + D, 2 * D, m.hr.data(), n, D, eps);
     std::vector<float> z(size_t(n * D));
-    linear_fwd(m.cat.data(), m.eh_proj->w.data(), z.data(), n, 2 * D, D);
+    linear_fwd(cx, m.cat.data(), m.eh_proj->w.data(), z.data(), n, 2 * D, D);
     m.y.resize(size_t(n * D));
     MoeStats ms;
     ms.load.assign(size_t(c.n_routed_experts), 0.0);
-    layer_forward(*m.layer, c, sk, z.data(), m.y.data(), bal, &ms, pool);
+    layer_forward(*m.layer, c, sk, z.data(), m.y.data(), bal, &ms, cx);
     moe_stats(*m.layer, ms);
     m.o.resize(size_t(n * D));
     m.orr.resize(static_cast<size_t>(n));
@@ -262,9 +262,9 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
     const int64_t Tk = T - k, n = B * Tk, Tp = Tk + 1;
     const Seqs sk{B, Tk};
     std::vector<float> dz(size_t(n * D), 0.0f);
-    layer_backward(*m.layer, c, sk, m.dy.data(), dz.data(), bal, pool);
+    layer_backward(*m.layer, c, sk, m.dy.data(), dz.data(), bal, cx);
     std::vector<float> dcat(size_t(n * 2 * D), 0.0f);
-    linear_bwd(dz.data(), m.cat.data(), m.eh_proj->w.data(), dcat.data(), m.eh_proj->g.data(), n, 2 * D, D);
+    linear_bwd(cx, dz.data(), m.cat.data(), m.eh_proj->w.data(), dcat.data(), m.eh_proj->g.data(), n, 2 * D, D);
     std::vector<float> de(size_t(n * D), 0.0f), dh(size_t(n * D), 0.0f);
     rmsnorm_bwd(dcat.data(), 2 * D, m.e.data(), D, m.enorm->w.data(), m.er.data(), de.data(), D, m.enorm->g.data(), n, D);
     rmsnorm_bwd(dcat.data() + D, 2 * D, m.h_in.data(), D, m.hnorm->w.data(), m.hr.data(), dh.data(), D,
@@ -287,7 +287,7 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
   rmsnorm_bwd(dhN.data(), D, x.data(), D, final_norm_->w.data(), rN.data(), dx.data(), D, final_norm_->g.data(), rows, D);
   for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
     std::vector<float> dprev(size_t(rows * D), 0.0f);
-    layer_backward(**it, c, s, dx.data(), dprev.data(), bal, pool);
+    layer_backward(**it, c, s, dx.data(), dprev.data(), bal, cx);
     std::swap(dx, dprev);
   }
   embed_bwd(dx.data(), b.ids.data(), embed_->g.data(), rows, D);

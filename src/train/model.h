@@ -18,6 +18,7 @@
 #include "model/roles.h"
 #include "train/attention.h"
 #include "train/ffn.h"
+#include "train/blas.h"
 #include "train/param.h"
 
 namespace fathom::train {
@@ -84,7 +85,7 @@ class TrainModel {
   void zero_grad();
   // Forward, and unless `backward` is false, backward of one micro-batch: gradients ADD
   // into the parameters', scaled by `scale`.
-  PassStats step(const Batch& b, const Objective& obj, const LossScale& scale, bool backward, ThreadPool* pool);
+  PassStats step(const Batch& b, const Objective& obj, const LossScale& scale, bool backward, const Compute& cx);
   // Auxiliary-loss-free balancing: bias_i += γ · sign(mean_j load_j − load_i) per router
   // (load: [MoE layers][E], the step's selections over every token).
   void update_biases(const std::vector<std::vector<double>>& load, double gamma);

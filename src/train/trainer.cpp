@@ -154,7 +154,8 @@ void run_training(const TrainOpts& o, const Dist& dist) {
       o.model.empty() ? TrainModel::init(read_config_json(o.config), o.seed) : TrainModel::load(o.model);
   const ModelConfig& cfg = m->config();
   ThreadPool pool(o.threads);
-  blas_threads(pool.size());
+  blas_threads(1);  // matmuls are split over the pool instead
+  const Compute cx(&pool);
 
   // Data.
   std::optional<Dataset> data;
@@ -244,7 +245,7 @@ void run_training(const TrainOpts& o, const Dist& dist) {
     int64_t count = 0;
     for (const Batch& vb : data->val_batches()) {
       const LossScale sc = count_targets(vb, 0);
-      const PassStats st = m->step(vb, Objective{}, sc, false, &pool);
+      const PassStats st = m->step(vb, Objective{}, sc, false, cx);
       sum += st.main_sum;
       count += st.main_count;
     }
@@ -281,7 +282,7 @@ void run_training(const TrainOpts& o, const Dist& dist) {
 
     m->zero_grad();
     StepTotals tot;
-    for (const Batch& b : micro) tot.add(m->step(b, o.objective, sc, true, &pool));
+    for (const Batch& b : micro) tot.add(m->step(b, o.objective, sc, true, cx));
     tot.reduce(dist);
     sum_grads(trainable, dist, flat);
     const Losses L = losses(tot.st, sc, o.objective);
