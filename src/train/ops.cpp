@@ -1,5 +1,7 @@
 #include "train/ops.h"
 
+#include "backend/cpu/vmath.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -282,14 +284,15 @@ double cross_entropy(const float* logits, const int32_t* targets, int64_t rows, 
       for (int64_t j = 1; j < V; ++j)
         if (l[j] > l[am]) am = j;
       const float mx = l[am], lt = l[tgt];
-      double sum = 0.0;
-      for (int64_t j = 0; j < V; ++j) sum += double(std::exp(l[j] - mx));
-      const double lse = double(mx) + std::log(sum);
+      // One vectorized softmax pass (in place: dlogits may alias logits). p[argmax] is
+      // exp(0) / Σ = 1 / Σ, at least 1/V, so the log-sum-exp comes back from it exactly
+      // enough without a second pass of exps.
+      if (d != l) std::copy(l, l + V, d);
+      cpu::softmax(d, V);
+      const double lse = double(mx) - std::log(double(d[am]));
       loss[size_t(t)] += lse - double(lt);
       hits[size_t(t)] += am == tgt;
-      // Reads l[j] before writing d[j]: dlogits may alias logits.
-      const float inv = float(1.0 / sum);
-      for (int64_t j = 0; j < V; ++j) d[j] = scale * std::exp(l[j] - mx) * inv;
+      for (int64_t j = 0; j < V; ++j) d[j] *= scale;
       d[tgt] -= scale;
     }
   };

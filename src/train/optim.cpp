@@ -23,7 +23,7 @@ AdamW::AdamW(std::vector<Param*> params, AdamWConfig cfg) : params_(std::move(pa
   }
 }
 
-void AdamW::step(double lr) {
+void AdamW::step(double lr, ThreadPool* pool) {
   ++t_;
   // The per-step scalars are formed in double and applied in fp32, as torch's fp32 kernels do.
   const double bc1 = 1 - std::pow(cfg_.beta1, double(t_));
@@ -34,9 +34,9 @@ void AdamW::step(double lr) {
   const float c1 = float(1 - cfg_.beta1), c2 = float(1 - cfg_.beta2);
   const float eps = float(cfg_.eps);
   const float keep = float(1 - lr * cfg_.weight_decay);
-  for (size_t i = 0; i < params_.size(); ++i) {
+  auto update = [&](size_t i) {
     Param& p = *params_[i];
-    if (!p.trainable) continue;
+    if (!p.trainable) return;
     const size_t n = size_t(p.numel());
     FATHOM_CHECK(p.w.size() == n && p.g.size() == n && m_[i].size() == n,
                  "adamw: {} has {} weights and {} gradients for shape {} ({} moments)", p.name, p.w.size(),
@@ -53,20 +53,37 @@ void AdamW::step(double lr) {
       const float denom = std::sqrt(v[k]) / bc2_sqrt + eps;
       w[k] -= step_size * (m[k] / denom);
     }
-  }
+  };
+  if (pool && pool->size() > 1)
+    pool->parallel_for(int64_t(params_.size()), 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) update(size_t(i));
+    });
+  else
+    for (size_t i = 0; i < params_.size(); ++i) update(i);
 }
 
-double grad_norm(const std::vector<Param*>& params) {
-  double ss = 0;
-  for (const Param* p : params) {
-    if (!p->trainable) continue;
+double grad_norm(const std::vector<Param*>& params, ThreadPool* pool) {
+  std::vector<double> part(params.size(), 0.0);  // [params] each tensor's sum of squares
+  auto one = [&](size_t i) {
+    const Param* p = params[i];
+    if (!p->trainable) return;
+    double ss = 0;
     for (float x : p->g) ss += double(x) * double(x);
-  }
+    part[i] = ss;
+  };
+  if (pool && pool->size() > 1)
+    pool->parallel_for(int64_t(params.size()), 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) one(size_t(i));
+    });
+  else
+    for (size_t i = 0; i < params.size(); ++i) one(i);
+  double ss = 0;
+  for (double x : part) ss += x;
   return std::sqrt(ss);
 }
 
-double clip_grad_norm(const std::vector<Param*>& params, double max_norm) {
-  const double norm = grad_norm(params);
+double clip_grad_norm(const std::vector<Param*>& params, double max_norm, ThreadPool* pool) {
+  const double norm = grad_norm(params, pool);
   if (max_norm <= 0 || !std::isfinite(norm)) return norm;
   const double coef = max_norm / (norm + 1e-6);
   if (coef >= 1) return norm;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "train/param.h"
 
 namespace fathom::train {
@@ -26,7 +27,8 @@ class AdamW {
 
   // One update from each trainable parameter's gradient `g`, at learning rate `lr`. The
   // gradients are left as they are (the caller zeroes them).
-  void step(double lr);
+  // With a pool, parameters are updated on its threads (elementwise: the same bits).
+  void step(double lr, ThreadPool* pool = nullptr);
 
   const std::vector<Param*>& params() const { return params_; }
   const AdamWConfig& config() const { return cfg_; }
@@ -47,12 +49,14 @@ class AdamW {
 };
 
 // sqrt of the sum of squares of every trainable parameter's gradient, summed in double.
-double grad_norm(const std::vector<Param*>& params);
+// Each tensor's sum is taken on one thread and the sums are added in parameter order, so
+// the pool changes nothing in the result.
+double grad_norm(const std::vector<Param*>& params, ThreadPool* pool = nullptr);
 
 // Scales every trainable gradient by max_norm / (norm + 1e-6) when that is below 1 (as
 // clip_grad_norm_ does); max_norm <= 0 turns clipping off. Returns the norm before clipping.
 // A non-finite norm leaves the gradients as they are: the caller sees it and skips the step.
-double clip_grad_norm(const std::vector<Param*>& params, double max_norm);
+double clip_grad_norm(const std::vector<Param*>& params, double max_norm, ThreadPool* pool = nullptr);
 
 enum class ScheduleKind { Constant, Cosine, Wsd };
 // "constant", "cosine", "wsd"; anything else throws an Error naming the choices.
