@@ -21,7 +21,7 @@ void add_train(CLI::App& app) {
       ->check(CLI::ExistingFile);
   sub->add_option("--ids-file", o->ids_file, "safetensors with input_ids (I64 [B, T]): train on that one batch every step")
       ->check(CLI::ExistingFile);
-  sub->add_flag("--sft", o->sft, "chat SFT: every line is a {\"messages\": [...]} example; loss on assistant tokens only");
+  sub->add_flag("--sft", o->sft, "chat SFT: the data is JSONL; {\"messages\": [...]} examples count only the assistant's tokens");
   sub->add_option("--seq-len", o->seq_len, "tokens per training sequence")->check(at_least(2));
   sub->add_option("--batch", o->batch, "sequences per optimizer step, over every rank and micro-batch")->check(at_least(1));
   sub->add_option("--accum", o->accum, "micro-batches per step on each rank (gradient accumulation)")->check(at_least(1));

@@ -222,4 +222,32 @@ TEST(FromConfig, TrainsAndTheSavedModelRuns) {
   fs::remove_all(dir);
 }
 
+// SFT on chat examples: the template renders them, the loss counts the assistant's tokens
+// only, and it falls.
+TEST(Sft, ChatExamplesTrain) {
+  const fs::path dir = tmpdir("sft");
+  const fs::path data = dir / "chat.jsonl";
+  {
+    std::ofstream f(data);
+    for (int i = 0; i < 24; ++i)
+      f << R"({"messages": [{"role": "user", "content": "what is )" << i << " plus " << i
+        << R"(?"}, {"role": "assistant", "content": "it is )" << 2 * i << R"("}]})" << "\n";
+  }
+  Cmd c = sh(kBin + " train --model " + kData + "/fixtures/tiny-deepseek-v3 --tokenizer " + kData +
+             "/tokenizers/tiny --data " + data.string() +
+             " --sft --seq-len 40 --batch 4 --steps 10 --lr 3e-3 --val-frac 0.2 --json --threads 2 --out " +
+             (dir / "m").string());
+  ASSERT_EQ(c.status, 0) << c.out;
+  const auto rows = json_lines(c.out);
+  ASSERT_EQ(rows.size(), 10u);
+  EXPECT_LT(rows.back()["loss"].get<double>(), rows.front()["loss"].get<double>() - 1.0);
+  EXPECT_TRUE(rows.back().contains("val_loss"));
+  // Plain-text lines are refused in SFT mode.
+  std::ofstream(dir / "text.txt") << "just text\n";
+  Cmd bad = sh(kBin + " train --model " + kData + "/fixtures/tiny-deepseek-v3 --tokenizer " + kData +
+               "/tokenizers/tiny --data " + (dir / "text.txt").string() + " --sft --steps 1 2>&1");
+  EXPECT_NE(bad.status, 0);
+  fs::remove_all(dir);
+}
+
 }  // namespace
