@@ -23,7 +23,7 @@ AdamW::AdamW(std::vector<Param*> params, AdamWConfig cfg) : params_(std::move(pa
   }
 }
 
-void AdamW::step(double lr, ThreadPool* pool) {
+void AdamW::step(double lr, ThreadPool* pool, float grad_scale) {
   ++t_;
   // The per-step scalars are formed in double and applied in fp32, as torch's fp32 kernels do.
   const double bc1 = 1 - std::pow(cfg_.beta1, double(t_));
@@ -48,8 +48,9 @@ void AdamW::step(double lr, ThreadPool* pool) {
     const bool decay = p.decay && cfg_.weight_decay != 0;
     for (size_t k = 0; k < n; ++k) {
       if (decay) w[k] *= keep;
-      m[k] += c1 * (g[k] - m[k]);  // lerp toward g: torch's rounding
-      v[k] = v[k] * b2 + c2 * g[k] * g[k];
+      const float gk = g[k] * grad_scale;  // as clip_grad_norm's in-place scaling rounds it
+      m[k] += c1 * (gk - m[k]);  // lerp toward g: torch's rounding
+      v[k] = v[k] * b2 + c2 * gk * gk;
       const float denom = std::sqrt(v[k]) / bc2_sqrt + eps;
       w[k] -= step_size * (m[k] / denom);
     }
@@ -82,12 +83,16 @@ double grad_norm(const std::vector<Param*>& params, ThreadPool* pool) {
   return std::sqrt(ss);
 }
 
+float clip_coefficient(double norm, double max_norm) {
+  if (max_norm <= 0 || !std::isfinite(norm)) return 1.0f;
+  const double coef = max_norm / (norm + 1e-6);
+  return coef >= 1 ? 1.0f : float(coef);
+}
+
 double clip_grad_norm(const std::vector<Param*>& params, double max_norm, ThreadPool* pool) {
   const double norm = grad_norm(params, pool);
-  if (max_norm <= 0 || !std::isfinite(norm)) return norm;
-  const double coef = max_norm / (norm + 1e-6);
-  if (coef >= 1) return norm;
-  const float c = float(coef);
+  const float c = clip_coefficient(norm, max_norm);
+  if (c == 1.0f) return norm;
   for (Param* p : params)
     if (p->trainable)
       for (float& x : p->g) x *= c;

@@ -28,7 +28,9 @@ class AdamW {
   // One update from each trainable parameter's gradient `g`, at learning rate `lr`. The
   // gradients are left as they are (the caller zeroes them).
   // With a pool, parameters are updated on its threads (elementwise: the same bits).
-  void step(double lr, ThreadPool* pool = nullptr);
+  // grad_scale multiplies each gradient as it is read (clipping folded into the update, one
+  // pass over the gradients fewer); 1 reads them as they are.
+  void step(double lr, ThreadPool* pool = nullptr, float grad_scale = 1.0f);
 
   const std::vector<Param*>& params() const { return params_; }
   const AdamWConfig& config() const { return cfg_; }
@@ -57,6 +59,9 @@ double grad_norm(const std::vector<Param*>& params, ThreadPool* pool = nullptr);
 // clip_grad_norm_ does); max_norm <= 0 turns clipping off. Returns the norm before clipping.
 // A non-finite norm leaves the gradients as they are: the caller sees it and skips the step.
 double clip_grad_norm(const std::vector<Param*>& params, double max_norm, ThreadPool* pool = nullptr);
+// The factor clip_grad_norm scales by for this norm: max_norm / (norm + 1e-6) when below 1,
+// else 1 (also when max_norm <= 0 or the norm is not finite).
+float clip_coefficient(double norm, double max_norm);
 
 enum class ScheduleKind { Constant, Cosine, Wsd };
 // "constant", "cosine", "wsd"; anything else throws an Error naming the choices.

@@ -286,12 +286,12 @@ void run_training(const TrainOpts& o, const Dist& dist) {
     tot.reduce(dist);
     sum_grads(trainable, dist, flat);
     const Losses L = losses(tot.st, sc, o.objective);
-    const double gnorm = clip_grad_norm(trainable, o.clip, &pool);
+    const double gnorm = grad_norm(trainable, &pool);
     if (!std::isfinite(gnorm) || !std::isfinite(L.total))
       fail("step {}: the loss ({}) or gradient norm ({}) is not finite; the last checkpoint is left as it was",
            step + 1, L.total, gnorm);
     const double lr = sch.lr_at(step);
-    opt.step(lr, &pool);
+    opt.step(lr, &pool, clip_coefficient(gnorm, o.clip));  // clipping folded into the update
     if (o.bias_update != 0) m->update_biases(tot.st.load, o.bias_update);
     const double dt = std::chrono::duration<double>(clock::now() - t0).count();
     timed_s += dt;

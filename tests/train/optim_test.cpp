@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "train/optim.h"
 
 namespace fathom::train {
@@ -121,6 +122,29 @@ TEST(Clip, NormAndScalingAsClipGradNorm) {
   EXPECT_NEAR(b.g[0], 12 * coef, 1e-6);
   EXPECT_EQ(frozen.g[0], 1000.f);
   EXPECT_NEAR(grad_norm(ps), 6.5, 1e-5);
+}
+
+// Clipping folded into the update (grad_scale) gives the bits of clipping in place first,
+// on one thread or a pool.
+TEST(Clip, FoldedIntoTheUpdateEqualsClippingFirst) {
+  Param a = make("a", {7, 5}, true), b = make("b", {5}, false);
+  Param a2 = a, b2 = b;
+  AdamWConfig cfg;
+  cfg.weight_decay = 0.1;
+  AdamW o1({&a, &b}, cfg), o2({&a2, &b2}, cfg);
+  ThreadPool pool(3);
+  for (int s = 0; s < 4; ++s) {
+    for (size_t i = 0; i < a.g.size(); ++i) a.g[i] = a2.g[i] = 3.0f * float(std::cos(double(i) * 1.3 + s));
+    for (size_t i = 0; i < b.g.size(); ++i) b.g[i] = b2.g[i] = 3.0f * float(std::sin(double(i) * 0.7 + s));
+    clip_grad_norm({&a, &b}, 0.5);
+    o1.step(1e-2);
+    const double norm = grad_norm({&a2, &b2}, &pool);
+    ASSERT_LT(clip_coefficient(norm, 0.5), 1.0f);
+    o2.step(1e-2, &pool, clip_coefficient(norm, 0.5));
+  }
+  EXPECT_EQ(a.w, a2.w);
+  EXPECT_EQ(b.w, b2.w);
+  EXPECT_NE(a.w, make("a", {7, 5}, true).w);  // it moved
 }
 
 TEST(Clip, NonFiniteNormLeavesGradients) {
