@@ -45,9 +45,9 @@ namespace {
 
 constexpr int kMR = 12;                  // rows of the micro-kernel
 constexpr int kNR = 32;                  // columns of the micro-kernel (two zmm)
-constexpr int64_t kKC = 256;             // K block (even, so a pair never straddles two blocks)
+constexpr int64_t kKC = 512;             // K block (even, so a pair never straddles two blocks)
 constexpr int64_t kMC = kMR * 16;        // rows of a packed A block
-constexpr int64_t kNC = kNR * 32;        // columns of a packed B block
+constexpr int64_t kNC = kNR * 64;        // columns of a packed B block
 constexpr int64_t kKP = kKC / 2;         // pairs in a full K block
 
 // A 64-byte aligned dword buffer that only grows: one per thread, reused across calls.
@@ -119,19 +119,14 @@ inline __m512i round16(__m512 x) {
 inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << std::max<int64_t>(n, 0)) - 1); }
 
 // Pack where k is the strided index and the row/column index is contiguous (op(A) with ta,
-// op(B) without tb): src[k * ld + i], i < w valid of `width`, k in [0, kc).
-// dst[p][width] = (k = 2p, k = 2p + 1); i >= w and a missing odd k are zero.
-void pack_strided_k(const float* src, int64_t ld, int64_t w, int64_t kc, int width, uint32_t* dst) {
-  const int64_t kp = (kc + 1) / 2;
-  for (int64_t p = 0; p < kp; ++p) {
-    const float* r0 = src + 2 * p * ld;
-    const bool has1 = 2 * p + 1 < kc;
-    for (int c = 0; c < width; c += 16) {
-      const __mmask16 ld_m = lanes(w - c), st_m = lanes(width - c);
-      const __m512i lo = round16(_mm512_maskz_loadu_ps(ld_m, r0 + c));
-      const __m512i hi = has1 ? round16(_mm512_maskz_loadu_ps(ld_m, r0 + ld + c)) : _mm512_setzero_si512();
-      _mm512_mask_storeu_epi32(dst + p * width + c, st_m, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
-    }
+// op(B) without tb): src[k * ld + i], i < w valid of `width`, k in [0, kc), as one pair
+// p of a panel: dst[width] = (k = 2p, k = 2p + 1); i >= w and a missing odd k are zero.
+inline void pack_strided_pair(const float* r0, int64_t ld, int64_t w, bool has1, int width, uint32_t* dst) {
+  for (int c = 0; c < width; c += 16) {
+    const __mmask16 ld_m = lanes(w - c), st_m = lanes(width - c);
+    const __m512i lo = round16(_mm512_maskz_loadu_ps(ld_m, r0 + c));
+    const __m512i hi = has1 ? round16(_mm512_maskz_loadu_ps(ld_m, r0 + ld + c)) : _mm512_setzero_si512();
+    _mm512_mask_storeu_epi32(dst + c, st_m, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
   }
 }
 
@@ -166,19 +161,20 @@ void pack_contig_k(const float* src, int64_t ld, int64_t w, int64_t kc, int widt
   }
 }
 
-// Packs rows [0, w) of op(A) (already offset to the block) as one kMR panel.
-void pack_a(const Gemm& g, int64_t i0, int64_t w, int64_t k0, int64_t kc, uint32_t* dst) {
-  if (g.ta)
-    pack_strided_k(g.A + k0 * g.lda + i0, g.lda, w, kc, kMR, dst);
-  else
-    pack_contig_k(g.A + i0 * g.lda + k0, g.lda, w, kc, kMR, dst);
-}
-
-void pack_b(const Gemm& g, int64_t j0, int64_t w, int64_t k0, int64_t kc, uint32_t* dst) {
-  if (g.tb)
-    pack_contig_k(g.B + j0 * g.ldb + k0, g.ldb, w, kc, kNR, dst);
-  else
-    pack_strided_k(g.B + k0 * g.ldb + j0, g.ldb, w, kc, kNR, dst);
+// Packs n rows/columns (the M or N index) by kc of k into panels of `width`, each
+// [kp][width] dwords. src points at (index 0, k 0); k_contig: src[i * ld + k], else
+// src[k * ld + i], whose pairs go panel by panel so that each row of src is read in order.
+void pack_block(const float* src, int64_t ld, bool k_contig, int64_t n, int64_t kc, int width, uint32_t* dst) {
+  const int64_t kp = (kc + 1) / 2;
+  if (k_contig) {
+    for (int64_t i = 0; i < n; i += width)
+      pack_contig_k(src + i * ld, ld, std::min<int64_t>(width, n - i), kc, width, dst + (i / width) * kp * width);
+    return;
+  }
+  for (int64_t p = 0; p < kp; ++p)
+    for (int64_t i = 0; i < n; i += width)
+      pack_strided_pair(src + 2 * p * ld + i, ld, std::min<int64_t>(width, n - i), 2 * p + 1 < kc, width,
+                        dst + (i / width) * kp * width + p * width);
 }
 
 struct Epilogue {
@@ -229,12 +225,11 @@ void gemm_tile(const Gemm& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, ui
     const int64_t nc = std::min(kNC, n1 - jc);
     for (int64_t pc = 0; pc < g.K; pc += kKC) {
       const int64_t kc = std::min(kKC, g.K - pc), kp = (kc + 1) / 2;
-      for (int64_t jr = 0; jr < nc; jr += kNR) pack_b(g, jc + jr, std::min<int64_t>(kNR, nc - jr), pc, kc, bp + (jr / kNR) * kp * kNR);
+      pack_block(g.tb ? g.B + jc * g.ldb + pc : g.B + pc * g.ldb + jc, g.ldb, g.tb, nc, kc, kNR, bp);
       const Epilogue e{g.alpha, g.beta, pc == 0};
       for (int64_t ic = m0; ic < m1; ic += kMC) {
         const int64_t mc = std::min(kMC, m1 - ic);
-        for (int64_t ir = 0; ir < mc; ir += kMR)
-          pack_a(g, ic + ir, std::min<int64_t>(kMR, mc - ir), pc, kc, ap + (ir / kMR) * kp * kMR);
+        pack_block(g.ta ? g.A + pc * g.lda + ic : g.A + ic * g.lda + pc, g.lda, !g.ta, mc, kc, kMR, ap);
         for (int64_t jr = 0; jr < nc; jr += kNR) {
           const int64_t w = std::min<int64_t>(kNR, nc - jr);
           const uint32_t cols = w == 32 ? 0xffffffffu : (1u << w) - 1;
