@@ -9,9 +9,7 @@
 #include "train/gemm_bf16.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <vector>
 
 #include "backend/cpu/matmul.h"
@@ -28,9 +26,8 @@
 #endif
 
 #if defined(__clang__)
-#define FATHOM_BF16_BEGIN                                                                                \
-  _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma\"))), \
-          apply_to = function)")
+#define FATHOM_BF16_BEGIN \
+  _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma\"))), apply_to = function)")
 #define FATHOM_BF16_END _Pragma("clang attribute pop")
 #else
 #define FATHOM_BF16_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma\")")
@@ -116,7 +113,9 @@ inline __m512i round16(__m512 x) {
   return _mm512_mask_mov_epi32(r, nan, q);
 }
 
-inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << std::max<int64_t>(n, 0)) - 1); }
+inline __mmask16 lanes(int64_t n) {
+  return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << std::max<int64_t>(n, 0)) - 1);
+}
 
 // Pack where k is the strided index and the row/column index is contiguous (op(A) with ta,
 // op(B) without tb): src[k * ld + i], i < w valid of `width`, k in [0, kc), as one pair
@@ -327,9 +326,11 @@ void sgemm_bf16_scalar(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float 
   // op(A) [M,K] and op(B)ᵀ [N,K], rounded, so the inner loop runs over contiguous k.
   std::vector<float> a(size_t(M * K)), bt(size_t(N * K));
   for (int64_t i = 0; i < M; ++i)
-    for (int64_t k = 0; k < K; ++k) a[size_t(i * K + k)] = bf16_to_float(round_bf16(ta ? A[k * lda + i] : A[i * lda + k]));
+    for (int64_t k = 0; k < K; ++k)
+      a[size_t(i * K + k)] = bf16_to_float(round_bf16(ta ? A[k * lda + i] : A[i * lda + k]));
   for (int64_t j = 0; j < N; ++j)
-    for (int64_t k = 0; k < K; ++k) bt[size_t(j * K + k)] = bf16_to_float(round_bf16(tb ? B[j * ldb + k] : B[k * ldb + j]));
+    for (int64_t k = 0; k < K; ++k)
+      bt[size_t(j * K + k)] = bf16_to_float(round_bf16(tb ? B[j * ldb + k] : B[k * ldb + j]));
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) {
       float acc = 0.0f;

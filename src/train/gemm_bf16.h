@@ -10,7 +10,7 @@ class ThreadPool;
 
 namespace fathom::train {
 
-// True when this CPU runs the AVX-512 BF16 kernel (F, BW, VL, BF16; FATHOM_ISA may cap it).
+// True when this CPU runs the AVX-512 BF16 kernel (F, BW, VL, BF16; FATHOM_CPU=avx2 or scalar turns it off).
 bool bf16_gemm_supported();
 
 // fp32 -> bf16 bits, round to nearest even; a NaN stays a (quiet) NaN.

@@ -65,14 +65,15 @@ std::vector<float> run_kernel(const Problem& p, float alpha, float beta, std::ve
 }
 
 std::vector<float> run_scalar(const Problem& p, float alpha, float beta, std::vector<float> C) {
-  sgemm_bf16_scalar(p.ta, p.tb, p.s.M, p.s.N, p.s.K, alpha, p.A.data(), p.lda, p.B.data(), p.ldb, beta, C.data(), p.ldc);
+  sgemm_bf16_scalar(p.ta, p.tb, p.s.M, p.s.N, p.s.K, alpha, p.A.data(), p.lda, p.B.data(), p.ldb, beta, C.data(),
+                    p.ldc);
   return C;
 }
 
 // Two fp32 sums of the same exact products (bf16 x bf16 fits in fp32) differ by at most
 // about K roundings of the running sum, each under 2^-24 of sum |a||b|, plus the epilogue.
-void expect_close(const Problem& p, float alpha, float beta, const std::vector<float>& C0, const std::vector<float>& got,
-                  const std::vector<float>& want, const char* what) {
+void expect_close(const Problem& p, float alpha, float beta, const std::vector<float>& C0,
+                  const std::vector<float>& got, const std::vector<float>& want, const char* what) {
   int bad = 0;
   std::vector<double> ra(size_t(p.s.M * p.s.K)), rb(size_t(p.s.N * p.s.K));  // |op(A)| [M,K], |op(B)ᵀ| [N,K]
   for (int64_t i = 0; i < p.s.M; ++i)
@@ -93,10 +94,18 @@ void expect_close(const Problem& p, float alpha, float beta, const std::vector<f
   // Padding columns of C are never touched.
   for (int64_t i = 0; i < p.s.M; ++i)
     for (int64_t j = p.s.N; j < p.ldc; ++j)
-      ASSERT_EQ(0, std::memcmp(&got[i * p.ldc + j], &C0[i * p.ldc + j], 4)) << what << " padding (" << i << "," << j << ")";
+      ASSERT_EQ(0, std::memcmp(&got[i * p.ldc + j], &C0[i * p.ldc + j], 4))
+          << what << " padding (" << i << "," << j << ")";
 }
 
-const Shape kShapes[] = {{1, 1, 1}, {7, 13, 5}, {12, 32, 2}, {13, 33, 3}, {33, 47, 129}, {130, 70, 517}, {25, 100, 256}, {5, 300, 513}, {200, 40, 9}, {14, 2100, 1030}};
+void check(const Problem& p, float alpha, float beta, const char* what) {
+  expect_close(p, alpha, beta, p.C, run_kernel(p, alpha, beta, p.C, nullptr), run_scalar(p, alpha, beta, p.C), what);
+}
+
+// Edges of the 12x32 tile, K odd and past one 512 block, rows past one 192 block, columns
+// past one 2048 block.
+const Shape kShapes[] = {{1, 1, 1},      {7, 13, 5},      {12, 32, 2},   {13, 33, 3},   {33, 47, 129},
+                         {130, 70, 517}, {25, 100, 256},  {5, 300, 513}, {200, 40, 9},  {14, 2100, 1030}};
 
 TEST(Bf16Round, KnownValuesTiesToEven) {
   EXPECT_EQ(round_bf16(1.0f), 0x3f80);
@@ -163,10 +172,20 @@ TEST(Bf16Gemm, KernelMatchesScalarAllLayouts) {
     for (bool tb : {false, true})
       for (const Shape& s : kShapes) {
         const Problem p(ta, tb, s, seed++);
-        expect_close(p, 1.0f, 0.0f, p.C, run_kernel(p, 1.0f, 0.0f, p.C, nullptr), run_scalar(p, 1.0f, 0.0f, p.C), "a1b0");
-        expect_close(p, 1.0f, 1.0f, p.C, run_kernel(p, 1.0f, 1.0f, p.C, nullptr), run_scalar(p, 1.0f, 1.0f, p.C), "a1b1");
-        expect_close(p, -0.5f, 2.0f, p.C, run_kernel(p, -0.5f, 2.0f, p.C, nullptr), run_scalar(p, -0.5f, 2.0f, p.C),
-                     "a-.5b2");
+        check(p, 1.0f, 0.0f, "alpha 1 beta 0");
+        check(p, 1.0f, 1.0f, "alpha 1 beta 1");
+        check(p, -0.5f, 2.0f, "alpha -0.5 beta 2");
+      }
+}
+
+// Whichever path this CPU takes (the kernel, or rounded copies through fp32 BLAS).
+TEST(Bf16Gemm, MatchesScalarOnAnyCpu) {
+  uint64_t seed = 200;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (const Shape& s : {Shape{7, 13, 5}, Shape{130, 70, 517}}) {
+        const Problem p(ta, tb, s, seed++);
+        check(p, 0.5f, 1.0f, "any cpu");
       }
 }
 
