@@ -51,8 +51,14 @@ void add_train(CLI::App& app) {
   sub->add_option("--plot", o->plot, "write the loss curves to this SVG (default: the log's name with .svg)");
   sub->add_flag("--json", o->json, "print one JSON object per step on stdout");
   sub->add_option("--threads", o->threads, "threads per process (default: all cores)")->check(at_least(0));
-  sub->callback([o, sched] {
+  auto compute = std::make_shared<std::string>("f32");
+  sub->add_option("--compute", *compute,
+                  "matmul precision: f32, or bf16 (bf16 inputs, fp32 sums: twice as fast on AVX512_BF16 CPUs; "
+                  "weights and optimizer stay fp32)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
+  sub->callback([o, sched, compute] {
     o->schedule.kind = train::parse_schedule_kind(*sched);
+    o->bf16 = *compute == "bf16";
     train::Dist dist;
     train::run_training(*o, dist);
   });

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "train/gemm_bf16.h"
+
 namespace fathom::train {
 
 void blas_threads(int n) {
@@ -32,6 +34,10 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const
 
 void gemm(const Compute& cx, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (cx.bf16) {  // bf16 inputs, fp32 sums; splits over the pool itself
+    sgemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, cx.pool);
+    return;
+  }
   const int threads = cx.pool ? cx.pool->size() : 1;
   // Split only where each part still fills the BLAS kernel's blocks.
   const double flops = 2.0 * double(M) * double(N) * double(K);

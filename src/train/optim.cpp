@@ -1,9 +1,12 @@
 #include "train/optim.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numbers>
 
+#include "backend/cpu/matmul.h"
 #include "core/error.h"
 
 namespace fathom::train {
@@ -23,44 +26,91 @@ AdamW::AdamW(std::vector<Param*> params, AdamWConfig cfg) : params_(std::move(pa
   }
 }
 
+namespace {
+
+// One update's scalars, applied in fp32 in the order torch's kernel applies them.
+struct AdamScalars {
+  float keep, grad_scale, c1, b2, c2, bc2_sqrt, eps, step_size;
+  bool decay;
+};
+
+void adam_span_scalar(float* w, const float* g, float* m, float* v, size_t n, const AdamScalars& a) {
+  for (size_t k = 0; k < n; ++k) {
+    if (a.decay) w[k] *= a.keep;
+    const float gk = g[k] * a.grad_scale;  // as clip_grad_norm's in-place scaling rounds it
+    m[k] += a.c1 * (gk - m[k]);             // lerp toward g: torch's rounding
+    v[k] = v[k] * a.b2 + a.c2 * gk * gk;
+    const float denom = std::sqrt(v[k]) / a.bc2_sqrt + a.eps;
+    w[k] -= a.step_size * (m[k] / denom);
+  }
+}
+
+// The same operations eight lanes at a time (no FMA: the scalar loop has none), so both
+// give the same bits; sqrt and division are correctly rounded in both.
+__attribute__((target("avx2"))) void adam_span_avx2(float* w, const float* g, float* m, float* v, size_t n,
+                                                      const AdamScalars& a) {
+  const __m256 keep = _mm256_set1_ps(a.keep), gs = _mm256_set1_ps(a.grad_scale), c1 = _mm256_set1_ps(a.c1),
+               b2 = _mm256_set1_ps(a.b2), c2 = _mm256_set1_ps(a.c2), bc = _mm256_set1_ps(a.bc2_sqrt),
+               eps = _mm256_set1_ps(a.eps), st = _mm256_set1_ps(a.step_size);
+  size_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    __m256 wk = _mm256_loadu_ps(w + k);
+    if (a.decay) wk = _mm256_mul_ps(wk, keep);
+    const __m256 gk = _mm256_mul_ps(_mm256_loadu_ps(g + k), gs);
+    __m256 mk = _mm256_loadu_ps(m + k);
+    mk = _mm256_add_ps(mk, _mm256_mul_ps(c1, _mm256_sub_ps(gk, mk)));
+    const __m256 vk = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + k), b2), _mm256_mul_ps(_mm256_mul_ps(c2, gk), gk));
+    const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vk), bc), eps);
+    wk = _mm256_sub_ps(wk, _mm256_mul_ps(st, _mm256_div_ps(mk, denom)));
+    _mm256_storeu_ps(m + k, mk);
+    _mm256_storeu_ps(v + k, vk);
+    _mm256_storeu_ps(w + k, wk);
+  }
+  adam_span_scalar(w + k, g + k, m + k, v + k, n - k, a);
+}
+
+}  // namespace
+
 void AdamW::step(double lr, ThreadPool* pool, float grad_scale) {
   ++t_;
   // The per-step scalars are formed in double and applied in fp32, as torch's fp32 kernels do.
   const double bc1 = 1 - std::pow(cfg_.beta1, double(t_));
   const double bc2 = 1 - std::pow(cfg_.beta2, double(t_));
-  const float step_size = float(lr / bc1);
-  const float bc2_sqrt = float(std::sqrt(bc2));
-  const float b2 = float(cfg_.beta2);
-  const float c1 = float(1 - cfg_.beta1), c2 = float(1 - cfg_.beta2);
-  const float eps = float(cfg_.eps);
-  const float keep = float(1 - lr * cfg_.weight_decay);
-  auto update = [&](size_t i) {
+  AdamScalars base{float(1 - lr * cfg_.weight_decay), grad_scale, float(1 - cfg_.beta1), float(cfg_.beta2),
+                   float(1 - cfg_.beta2), float(std::sqrt(bc2)), float(cfg_.eps), float(lr / bc1), false};
+  // Work in spans of at most 64K values, so the pool's threads get even shares however the
+  // tensors' sizes fall.
+  struct Span {
+    size_t param, begin, end;
+  };
+  std::vector<Span> spans;
+  constexpr size_t kSpan = size_t(1) << 16;
+  for (size_t i = 0; i < params_.size(); ++i) {
     Param& p = *params_[i];
-    if (!p.trainable) return;
+    if (!p.trainable) continue;
     const size_t n = size_t(p.numel());
     FATHOM_CHECK(p.w.size() == n && p.g.size() == n && m_[i].size() == n,
                  "adamw: {} has {} weights and {} gradients for shape {} ({} moments)", p.name, p.w.size(),
                  p.g.size(), n, m_[i].size());
-    float* w = p.w.data();
-    const float* g = p.g.data();
-    float* m = m_[i].data();
-    float* v = v_[i].data();
-    const bool decay = p.decay && cfg_.weight_decay != 0;
-    for (size_t k = 0; k < n; ++k) {
-      if (decay) w[k] *= keep;
-      const float gk = g[k] * grad_scale;  // as clip_grad_norm's in-place scaling rounds it
-      m[k] += c1 * (gk - m[k]);  // lerp toward g: torch's rounding
-      v[k] = v[k] * b2 + c2 * gk * gk;
-      const float denom = std::sqrt(v[k]) / bc2_sqrt + eps;
-      w[k] -= step_size * (m[k] / denom);
+    for (size_t b = 0; b < n; b += kSpan) spans.push_back({i, b, std::min(n, b + kSpan)});
+  }
+  const bool avx2 = cpu::cpu_has_avx2();
+  auto run = [&](int64_t s0, int64_t s1, int) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const Span& sp = spans[size_t(s)];
+      Param& p = *params_[sp.param];
+      AdamScalars a = base;
+      a.decay = p.decay && cfg_.weight_decay != 0;
+      float* w = p.w.data() + sp.begin;
+      const float* g = p.g.data() + sp.begin;
+      float* m = m_[sp.param].data() + sp.begin;
+      float* v = v_[sp.param].data() + sp.begin;
+      if (avx2) adam_span_avx2(w, g, m, v, sp.end - sp.begin, a);
+      else adam_span_scalar(w, g, m, v, sp.end - sp.begin, a);
     }
   };
-  if (pool && pool->size() > 1)
-    pool->parallel_for(int64_t(params_.size()), 1, [&](int64_t b, int64_t e, int) {
-      for (int64_t i = b; i < e; ++i) update(size_t(i));
-    });
-  else
-    for (size_t i = 0; i < params_.size(); ++i) update(i);
+  if (pool && pool->size() > 1) pool->parallel_for(int64_t(spans.size()), 1, run);
+  else run(0, int64_t(spans.size()), 0);
 }
 
 double grad_norm(const std::vector<Param*>& params, ThreadPool* pool) {

@@ -155,7 +155,7 @@ void run_training(const TrainOpts& o, const Dist& dist) {
   const ModelConfig& cfg = m->config();
   ThreadPool pool(o.threads);
   blas_threads(1);  // matmuls are split over the pool instead
-  const Compute cx(&pool);
+  const Compute cx(&pool, o.bf16);
 
   // Data.
   std::optional<Dataset> data;

@@ -46,6 +46,9 @@ struct TrainOpts {
   std::string plot;              // loss curves SVG (default: next to the log)
   bool json = false;             // one JSON object per step on stdout
   int threads = 0;
+  // Matmuls with bf16 inputs and fp32 sums (AVX512_BF16 CPUs run them at twice the fp32
+  // rate); master weights, optimizer state and every other op stay fp32.
+  bool bf16 = false;
 };
 
 // Runs the whole job. Rank 0 alone writes files and prints.

@@ -147,6 +147,33 @@ TEST(Clip, FoldedIntoTheUpdateEqualsClippingFirst) {
   EXPECT_NE(a.w, make("a", {7, 5}, true).w);  // it moved
 }
 
+// The vector path gives the bits of the plain fp32 loop in torch's order of operations.
+TEST(AdamW, VectorPathEqualsThePlainLoopBitForBit) {
+  Param p = make("p", {3, 37}, true);  // 111 values: full vectors and a tail
+  for (size_t i = 0; i < p.g.size(); ++i) p.g[i] = float(std::cos(0.9 * double(i))) * 0.01f;
+  std::vector<float> w = p.w, m(w.size(), 0.f), v(w.size(), 0.f);
+  AdamWConfig cfg;
+  cfg.beta2 = 0.95;
+  cfg.weight_decay = 0.1;
+  AdamW opt({&p}, cfg);
+  for (int t = 1; t <= 3; ++t) {
+    const double lr = 1e-3 * t;
+    opt.step(lr, nullptr, 0.75f);
+    const float keep = float(1 - lr * 0.1), c1 = float(1 - 0.9), b2 = 0.95f, c2 = float(1 - 0.95);
+    const float bc2 = float(std::sqrt(1 - std::pow(0.95, t))), step = float(lr / (1 - std::pow(0.9, t)));
+    for (size_t k = 0; k < w.size(); ++k) {
+      w[k] *= keep;
+      const float g = p.g[k] * 0.75f;
+      m[k] += c1 * (g - m[k]);
+      v[k] = v[k] * b2 + c2 * g * g;
+      w[k] -= step * (m[k] / (std::sqrt(v[k]) / bc2 + float(1e-8)));
+    }
+  }
+  EXPECT_EQ(p.w, w);
+  EXPECT_EQ(opt.m(0), m);
+  EXPECT_EQ(opt.v(0), v);
+}
+
 TEST(Clip, NonFiniteNormLeavesGradients) {
   Param a = make("a", {2}, true);
   a.g = {NAN, 1.f};
