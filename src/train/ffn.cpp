@@ -1,4 +1,5 @@
 #include "train/ffn.h"
+#include "train/ops.h"
 
 #include <algorithm>
 #include <cmath>
@@ -25,20 +26,6 @@ void bias_grad(const float* dy, float* db, int64_t rows, int64_t n) {
     for (int64_t j = 0; j < n; ++j) db[j] += dy[r * n + j];
 }
 
-// h = silu(g) * u. g, u, h: [n]
-void swiglu_forward(const float* g, const float* u, float* h, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) h[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
-}
-
-// In place: dh (= dg on return) and du (overwritten). d silu(g)/dg = s (1 + g (1 - s)), s = sigmoid(g).
-void swiglu_backward(float* dh_dg, const float* g, const float* u, float* du, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float s = 1.0f / (1.0f + std::exp(-g[i]));
-    const float d = dh_dg[i];
-    du[i] = d * g[i] * s;
-    dh_dg[i] = d * u[i] * s * (1.0f + g[i] * (1.0f - s));
-  }
-}
 
 // Runs fn(begin, end) over [0, n) on the pool, or inline without one.
 template <typename F>
@@ -67,7 +54,7 @@ void TrainMlp::forward(int64_t rows, const float* x, float* y, MlpSaved& sv, boo
   linear_fwd(cx, x, p_.up->w.data(), sv.u.data(), rows, D, I);
   if (p_.gate_bias) add_bias(sv.g.data(), p_.gate_bias->w.data(), rows, I);
   if (p_.up_bias) add_bias(sv.u.data(), p_.up_bias->w.data(), rows, I);
-  swiglu_forward(sv.g.data(), sv.u.data(), sv.h.data(), rows * I);
+  swiglu_fwd(sv.g.data(), sv.u.data(), sv.h.data(), rows * I);
   linear_fwd(cx, sv.h.data(), p_.down->w.data(), y, rows, I, D, accumulate);
   if (p_.down_bias) add_bias(y, p_.down_bias->w.data(), rows, D);
 }
@@ -80,7 +67,7 @@ void TrainMlp::backward(int64_t rows, const MlpSaved& sv, const float* x, const 
   // dh (into dg) = dy · W_down; dW_down += dyᵀ h
   linear_bwd(cx, dy, sv.h.data(), p_.down->w.data(), dg.data(), grad_of(p_.down), rows, I, D);
   if (p_.down_bias && grad_of(p_.down_bias)) bias_grad(dy, grad_of(p_.down_bias), rows, D);
-  swiglu_backward(dg.data(), sv.g.data(), sv.u.data(), du.data(), rows * I);
+  swiglu_bwd_inplace(dg.data(), sv.g.data(), sv.u.data(), du.data(), rows * I);
   linear_bwd(cx, dg.data(), x, p_.gate->w.data(), dx, grad_of(p_.gate), rows, D, I);
   linear_bwd(cx, du.data(), x, p_.up->w.data(), dx, grad_of(p_.up), rows, D, I);
   if (p_.gate_bias && grad_of(p_.gate_bias)) bias_grad(dg.data(), grad_of(p_.gate_bias), rows, I);

@@ -127,6 +127,14 @@ void swiglu_bwd(const float* dh, const float* g, const float* u, float* dg, floa
   }
 }
 
+void swiglu_bwd_inplace(float* dh_dg, const float* g, const float* u, float* du, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float sg = sigmoid(g[i]), d = dh_dg[i];
+    du[i] = d * g[i] * sg;
+    dh_dg[i] = d * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
+  }
+}
+
 void embed_fwd(const float* E, const int32_t* ids, float* y, int64_t rows, int64_t D) {
   for (int64_t r = 0; r < rows; ++r) std::memcpy(y + r * D, E + int64_t(ids[r]) * D, size_t(D) * sizeof(float));
 }

@@ -41,6 +41,8 @@ void rope_bwd(const RopeTable& rt, const Seqs& s, float* dx, int64_t ld, int64_t
 void swiglu_fwd(const float* g, const float* u, float* h, int64_t n);
 // dg, du += ...
 void swiglu_bwd(const float* dh, const float* g, const float* u, float* dg, float* du, int64_t n);
+// The same without extra buffers: dh_dg holds dh and gets dg; du is overwritten.
+void swiglu_bwd_inplace(float* dh_dg, const float* g, const float* u, float* du, int64_t n);
 
 // Embedding lookup: y[rows, D] = E[ids[r]]; backward: dE[ids[r]] += dy[r] (in row order).
 void embed_fwd(const float* E, const int32_t* ids, float* y, int64_t rows, int64_t D);
