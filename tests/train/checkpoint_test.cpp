@@ -339,7 +339,7 @@ struct TrainRun {
 
 template <typename T>
 bool bits_equal(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
 }
 
 TEST(TrainState, RoundTripIsBitIdenticalAndResumesExactly) {
