@@ -24,6 +24,7 @@ void add_bench(CLI::App& app) {
     BenchOpts b;
     bool json = false;
     bool no_bandwidth = false;
+    SpeculativeArgs spec;
   };
   auto a = std::make_shared<Args>();
   auto* sub = app.add_subcommand("bench", "prefill / decode tok/s and the memory-bandwidth roofline");
@@ -42,6 +43,7 @@ void add_bench(CLI::App& app) {
     return mb >= 1;
   }, "read-bandwidth probe buffer, MiB (default 1024); the probe streams between decode steps, as long as each step");
   sub->add_flag("--json", a->json, "one JSON object on stdout");
+  a->spec.add(sub);
   sub->add_flag("--breakdown", a->b.breakdown, "also time each part of a decode step (embed, layers, lm_head)");
   sub->callback([a] {
     LoadOpts lo = a->m.load_opts();
@@ -51,6 +53,7 @@ void add_bench(CLI::App& app) {
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     a->b.attn = parse_attn(a->m.attn);
     a->b.measure_bandwidth = !a->no_bandwidth;
+    a->b.draft = a->spec.draft_tokens();
     const BenchResult r = run_bench(*model, a->b);
     const std::string quant = a->m.quant.empty() ? "as stored" : a->m.quant;
     if (a->json) {
@@ -64,6 +67,10 @@ void add_bench(CLI::App& app) {
           {"bandwidth_gbs", r.bandwidth_gbs}, {"bandwidth_best_pass_gbs", r.bandwidth_best_pass_gbs},
           {"roofline_tok_s", r.roofline_tok_s},
           {"roofline_pct", 100.0 * r.roofline_frac}, {"peak_rss_bytes", r.peak_rss_bytes}};
+      if (a->b.draft > 0)
+        j["speculative"] = {{"method", "mtp"}, {"draft", a->b.draft}, {"drafted", r.spec.drafted},
+                            {"accepted", r.spec.accepted}, {"acceptance", r.spec.acceptance()},
+                            {"tokens_per_step", r.spec.tokens_per_step()}};
       if (a->b.breakdown)
         j["decode_breakdown_ms"] = {{"embed", r.breakdown.embed_ms}, {"layers", r.breakdown.layer_ms},
                                     {"head", r.breakdown.head_ms}};
@@ -76,6 +83,9 @@ void add_bench(CLI::App& app) {
                 r.prefill_s);
     std::printf("decode     %lld tokens: %8.2f tok/s  (median step %.1f ms%s)\n", (long long)r.decode_tokens,
                 r.decode_tok_s, r.decode_ms_p50, a->b.decode_after_prompt ? ", after the prompt" : "");
+    if (a->b.draft > 0)
+      std::printf("speculative mtp, %lld drafts per step: %.1f%% accepted, %.2f tokens per step\n",
+                  (long long)a->b.draft, 100.0 * r.spec.acceptance(), r.spec.tokens_per_step());
     std::printf("weights    %s read per decoded token -> %.1f GB/s effective\n",
                 human_bytes(double(r.bytes_per_token)).c_str(), r.effective_gbs);
     if (r.bandwidth_gbs > 0)

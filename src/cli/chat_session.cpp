@@ -59,6 +59,7 @@ TurnStats ChatSession::turn(const std::string& user_text) {
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   st.generated = int64_t(out.size());
   st.reused_tokens = session_.reused_tokens();
+  st.spec = session_.spec_stats();
   // The reply joins the history; templates drop any reasoning from earlier turns themselves.
   messages_.push_back({{"role", "assistant"}, {"content", content}});
   return st;

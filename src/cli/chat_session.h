@@ -27,6 +27,7 @@ struct TurnStats {
   int64_t prompt_tokens = 0, reused_tokens = 0, generated = 0;
   double seconds = 0;
   bool interrupted = false;
+  SpecStats spec;  // speculative decoding (steps == 0 when off)
 };
 
 class ChatSession {

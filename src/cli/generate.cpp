@@ -17,6 +17,7 @@ void add_generate(CLI::App& app) {
     float temperature = 0.0f, top_p = 1.0f;
     int32_t top_k = 0;
     uint64_t seed = 0;
+    SpeculativeArgs spec;
   };
   auto a = std::make_shared<Args>();
   auto* sub = app.add_subcommand("generate", "generate token ids after a prompt of ids");
@@ -28,6 +29,7 @@ void add_generate(CLI::App& app) {
       ->check(in_range(0, 1));
   sub->add_option("--top-k", a->top_k, "keep only the k likeliest tokens; 0 = all")->check(at_least(0));
   sub->add_option("--seed", a->seed, "sampling seed");
+  a->spec.add(sub);
   sub->callback([a] {
     const std::vector<int32_t> ids = parse_ids(a->ids);
     auto model = load_model(a->m.model, a->m.load_opts());
@@ -38,6 +40,7 @@ void add_generate(CLI::App& app) {
     g.sampling.top_k = a->top_k;
     g.sampling.seed = a->seed;
     g.attn = parse_attn(a->m.attn);
+    g.draft = a->spec.draft_tokens();
     std::vector<int32_t> out = generate(*model, ids, g);
     std::string line;
     for (size_t i = 0; i < out.size(); ++i) line += (i ? " " : "") + std::to_string(out[i]);

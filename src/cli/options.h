@@ -30,6 +30,22 @@ inline CLI::Validator at_least(double lo) {
       fmt::format(">={}", lo));
 }
 
+// --speculative mtp [--draft K]: speculative decoding with the model's MTP module drafting K
+// tokens per step. draft_tokens() is K, or 0 when speculation is off.
+struct SpeculativeArgs {
+  std::string method = "none";
+  int64_t draft = 1;
+  void add(CLI::App* sub) {
+    sub->add_option("--speculative", method,
+                    "speculative decoding: mtp = the model's multi-token prediction module drafts tokens that one "
+                    "forward verifies (same output as none)")
+        ->check(CLI::IsMember({"none", "mtp"}));
+    sub->add_option("--draft", draft, "tokens the MTP module drafts per step (with --speculative mtp)")
+        ->check(at_least(1));
+  }
+  int64_t draft_tokens() const { return method == "mtp" ? draft : 0; }
+};
+
 // --tokenizer DIR: where tokenizer.json and tokenizer_config.json (with the chat template) are
 // read from when the checkpoint directory lacks them.
 inline void add_tokenizer_option(CLI::App* sub, std::string& dir) {

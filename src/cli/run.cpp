@@ -23,6 +23,7 @@ struct Args {
   int32_t top_k = 0;
   uint64_t seed = 0;
   bool hide_reasoning = false;
+  SpeculativeArgs spec;
 };
 
 void add_common(CLI::App* sub, Args& a) {
@@ -37,6 +38,7 @@ void add_common(CLI::App* sub, Args& a) {
   sub->add_option("--top-k", a.top_k, "keep only the k likeliest tokens; 0 = all")->check(at_least(0));
   sub->add_option("--seed", a.seed, "sampling seed");
   sub->add_flag("--hide-reasoning", a.hide_reasoning, "do not print R1's <think> reasoning");
+  a.spec.add(sub);
 }
 
 ChatOpts chat_opts(const Args& a, const std::atomic<bool>* interrupt) {
@@ -47,6 +49,7 @@ ChatOpts chat_opts(const Args& a, const std::atomic<bool>* interrupt) {
   o.gen.sampling.top_k = a.top_k;
   o.gen.sampling.seed = a.seed;
   o.gen.attn = parse_attn(a.m.attn);
+  o.gen.draft = a.spec.draft_tokens();
   o.ctx = a.ctx;
   o.system = a.system;
   o.color = isatty(1);
@@ -56,9 +59,14 @@ ChatOpts chat_opts(const Args& a, const std::atomic<bool>* interrupt) {
 }
 
 void print_stats(const TurnStats& st) {
-  std::fprintf(stderr, "[%lld tokens in %.2f s, %.1f tok/s; prompt %lld tokens, %lld from cache%s]\n",
+  std::string spec;
+  if (st.spec.steps > 0)
+    spec = fmt::format("; drafts {:.0f}% accepted, {:.2f} tokens per step", 100.0 * st.spec.acceptance(),
+                       st.spec.tokens_per_step());
+  std::fprintf(stderr, "[%lld tokens in %.2f s, %.1f tok/s%s; prompt %lld tokens, %lld from cache%s]\n",
                (long long)st.generated, st.seconds, st.seconds > 0 ? double(st.generated) / st.seconds : 0.0,
-               (long long)st.prompt_tokens, (long long)st.reused_tokens, st.interrupted ? "; interrupted" : "");
+               spec.c_str(), (long long)st.prompt_tokens, (long long)st.reused_tokens,
+               st.interrupted ? "; interrupted" : "");
 }
 
 // Ctrl-C stops the reply being generated, not the program. A signal handler can only reach

@@ -85,6 +85,7 @@ void add_serve(CLI::App& app) {
     int max_connections = 512;
     std::string name;
     std::string tokenizer;
+    SpeculativeArgs spec;
   };
   auto a = std::make_shared<Args>();
   auto* sub = app.add_subcommand("serve", "OpenAI/DeepSeek-compatible HTTP API with continuous batching");
@@ -101,6 +102,7 @@ void add_serve(CLI::App& app) {
       ->check(at_least(0));
   sub->add_option("--prefill-chunk", a->prefill_chunk, "prompt tokens per sequence per step")
       ->check(at_least(1));
+  a->spec.add(sub);
   sub->add_option("--max-body", a->max_body,
                   "largest request body in bytes, 413 beyond (default: 1 MiB + 64 bytes per context token)");
   sub->add_option("--max-body-total", a->max_body_total,
@@ -157,6 +159,7 @@ void add_serve(CLI::App& app) {
     eo.prefill_chunk = a->prefill_chunk;
     eo.step_prefill_budget = std::max<int64_t>(a->prefill_chunk, 512);
     eo.attn = parse_attn(a->m.attn);
+    eo.max_draft = a->spec.draft_tokens();
     Engine engine(*model, eo);
 
     server::ApiDeps deps;

@@ -41,6 +41,7 @@ struct StepHooks {
 struct BenchRunner {
   Runner runner;
   StepOpts so;
+  int64_t draft = 0;
 
   // Reads tokens[0..n) into slot 0 from position 0, in one step when n <= so.prefill_chunk.
   // Returns the step's seconds.
@@ -62,6 +63,7 @@ struct BenchRunner {
     req.prompt.push_back(first);
     req.sampling.temperature = 0;
     req.max_tokens = n;
+    req.draft = draft;
     Sequence seq(std::move(req), runner.vocab(), runner.max_ctx());
     return run(seq, h);
   }
@@ -126,10 +128,15 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
   const int64_t V = model.config().vocab_size;
   const std::vector<int32_t> prompt = pseudo_random_ids(o.prompt_tokens, V, o.seed);
   const int64_t pos0 = o.decode_after_prompt ? o.prompt_tokens : 0;
+  // A drafting decode reuses no context the MTP cache lacks, and a prefill leaves it empty.
+  if (o.draft > 0 && o.decode_after_prompt) fail("bench: speculative decoding is measured from an empty context");
   // +4: warm-up steps; +1: the place of a decode's last sampled token (never computed).
   BenchRunner br{Runner(model, 1, std::max(o.prompt_tokens + 4, pos0 + o.decode_tokens) + 1), {}};
   br.so.prefill_chunk = br.so.prefill_budget = o.prompt_tokens;  // a prefill is one forward
   br.so.attn = o.attn;
+  br.draft = o.draft;
+  if (o.draft > 0 && !br.runner.enable_speculation(o.draft))
+    fail("speculative decoding needs a model with a multi-token prediction (MTP) module");
 
   if (o.warmup_tokens > 0) {
     const int64_t w = std::min(o.warmup_tokens, o.prompt_tokens);
@@ -162,12 +169,15 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
       probe_sec += p.seconds;
       r.bandwidth_best_pass_gbs = std::max(r.bandwidth_best_pass_gbs, p.best_gbs);
     };
+  const SpecStats spec0 = br.runner.spec_stats();
   for (int rep = 0; rep < o.reps; ++rep) {
     prefill.push_back(br.prefill(prompt, o.prompt_tokens));
     probe_bytes = probe_sec = 0;
     decode.push_back(br.decode(prompt, prompt[0], pos0, o.decode_tokens, timed));
     if (probe) roofline_gbs.push_back(probe_bytes / probe_sec / 1e9);
   }
+  const SpecStats& spec1 = br.runner.spec_stats();
+  r.spec = SpecStats{spec1.drafted - spec0.drafted, spec1.accepted - spec0.accepted, spec1.steps - spec0.steps};
   if (o.breakdown)
     r.breakdown = decode_breakdown(br, prompt, prompt[0], pos0, o.decode_tokens, model.config().num_hidden_layers);
   const size_t hwm = peak_rss_bytes(), probe_rss = probe ? probe->resident_bytes() : 0;

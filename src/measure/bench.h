@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/model.h"
+#include "runtime/runner.h"
 
 namespace fathom {
 
@@ -21,6 +22,7 @@ struct BenchOpts {
   AttnMode attn = AttnMode::Absorbed;
   uint64_t seed = 0;             // of the pseudo-random prompt ids
   bool breakdown = false;        // time the parts of each decode step (via the layer trace)
+  int64_t draft = 0;             // speculative decoding: MTP draft tokens per step (0: off)
 };
 
 // Where a decode step's time goes, from timestamps at the model's trace points: embedding,
@@ -46,6 +48,7 @@ struct BenchResult {
   double roofline_frac = 0;                  // decode tok/s / roofline tok/s
   size_t peak_rss_bytes = 0;                 // VmHWM outside the bandwidth probes
   DecodeBreakdown breakdown;                 // filled when opts.breakdown
+  SpecStats spec;                            // the timed decodes' drafts (opts.draft > 0)
 };
 
 BenchResult run_bench(Model& model, const BenchOpts& opts);

@@ -14,4 +14,8 @@ std::unique_ptr<Model> load_model(const std::string& dir, const LoadOpts& opts) 
   fail("unsupported architecture");
 }
 
+void Model::mtp_forward(int64_t, const std::vector<MtpChunk>&, KvCache&, float*, float*, const ForwardOpts&) {
+  fail("this model has no multi-token prediction module");
+}
+
 }  // namespace fathom

@@ -1,6 +1,7 @@
 #pragma once
 // The model interface the runtime drives. It knows about batches of sequence chunks and a KV
 // cache pool; it knows nothing about requests, sampling or HTTP.
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -25,6 +26,19 @@ struct SeqChunk {
   const int32_t* tokens = nullptr;
   int64_t n = 0;
   bool all_logits = false;  // logits for every token, else only for the last
+};
+
+// Rows for DeepSeek's multi-token prediction (MTP) module, at positions pos .. pos+n-1 of cache
+// slot `slot` of the module's own cache. Row i joins a hidden state at position pos+i (the main
+// model's after the final norm, or a module output when drafting further ahead) with the token
+// that follows that position; its logits predict the token after that one.
+struct MtpChunk {
+  int64_t slot = 0;
+  int64_t pos = 0;
+  const float* hidden = nullptr;    // [n, hidden] host memory
+  const int32_t* tokens = nullptr;  // [n] the token after each row's position
+  int64_t n = 0;
+  bool all_logits = false;  // logits for every row, else only for the last
 };
 
 struct ForwardOpts {
@@ -66,6 +80,19 @@ class Model {
 
   KvCache make_cache(int64_t n_slots, int64_t max_ctx) const {
     return KvCache(backend(), config().num_hidden_layers, kv_width(), n_slots, max_ctx);
+  }
+
+  // DeepSeek's MTP modules the checkpoint carries (0: none, and mtp_forward fails).
+  virtual int64_t mtp_modules() const { return 0; }
+  // Runs MTP module `module` over the chunks as one batch, against `cache` (from
+  // make_mtp_cache). logits: [rows, vocab] host, rows counted as in forward(). hidden_out
+  // (optional): [all rows, hidden] host, the module's output before its head norm, the hidden
+  // state that drafts one more token ahead. Not reentrant, and not concurrent with forward().
+  virtual void mtp_forward(int64_t module, const std::vector<MtpChunk>& batch, KvCache& cache, float* logits,
+                           float* hidden_out, const ForwardOpts& opts = {});
+  // One cache layer per MTP module, `kv_width` wide like the main cache.
+  KvCache make_mtp_cache(int64_t n_slots, int64_t max_ctx) const {
+    return KvCache(backend(), std::max<int64_t>(1, mtp_modules()), kv_width(), n_slots, max_ctx);
   }
 };
 

@@ -33,42 +33,49 @@ void Transformer::build_mtp(const std::function<DecoderLayer(int64_t layer)>& de
     m.head_norm = &w.get(Role::MtpHeadNorm, l);
     m.head = head ? head : lm_head_;
     m.layer = decoder_layer(l);
+    m.layer.cache_layer = int64_t(mtp_.size());  // its layer in the MTP cache (make_mtp_cache)
     mtp_.push_back(std::move(m));
   }
+}
+
+void Transformer::add_rows(int64_t slot, int64_t pos, const int32_t* tokens, int64_t n, bool all_logits,
+                           const KvCache& cache) {
+  const int64_t V = cfg_.vocab_size;
+  if (n <= 0) fail("forward: empty chunk for slot {}", slot);
+  cache.check(slot, pos + n);
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t tok = tokens[i];
+    if (tok < 0 || tok >= V) fail("token id {} is out of range (vocab_size {})", tok, V);
+    if (all_logits || i == n - 1) logit_rows_.push_back(int32_t(rows_.slot.size()));
+    rows_.slot.push_back(slot);
+    rows_.pos.push_back(pos + i);
+    tokens_.push_back(tok);
+  }
+}
+
+void Transformer::trace(const ForwardOpts& opts, const std::string& name, const float* x) {
+  if (!opts.trace) return;
+  const int64_t R = rows_.rows, D = cfg_.hidden_size;
+  if (be_->host_memory()) return (*opts.trace)(name, x, R, D);
+  trace_buf_.resize(size_t(R * D));
+  be_->read(trace_buf_.data(), x, size_t(R * D));
+  (*opts.trace)(name, trace_buf_.data(), R, D);
 }
 
 void Transformer::forward(const std::vector<SeqChunk>& batch, KvCache& cache, float* logits,
                           const ForwardOpts& opts) {
   Backend& be = *be_;
-  const int64_t D = cfg_.hidden_size, V = cfg_.vocab_size;
+  const int64_t D = cfg_.hidden_size;
   // Flatten the chunks into rows.
   rows_.slot.clear();
   rows_.pos.clear();
   tokens_.clear();
   logit_rows_.clear();
-  for (const SeqChunk& c : batch) {
-    if (c.n <= 0) fail("forward: empty chunk for slot {}", c.slot);
-    cache.check(c.slot, c.pos + c.n);
-    for (int64_t i = 0; i < c.n; ++i) {
-      const int32_t tok = c.tokens[i];
-      if (tok < 0 || tok >= V) fail("token id {} is out of range (vocab_size {})", tok, V);
-      if (c.all_logits || i == c.n - 1) logit_rows_.push_back(int32_t(rows_.slot.size()));
-      rows_.slot.push_back(c.slot);
-      rows_.pos.push_back(c.pos + i);
-      tokens_.push_back(tok);
-    }
-  }
+  for (const SeqChunk& c : batch) add_rows(c.slot, c.pos, c.tokens, c.n, c.all_logits, cache);
   const int64_t R = rows_.rows = int64_t(rows_.slot.size());
   float* x = acts_.stack.x.get(be, size_t(R * D));  // [R, D] residual stream
   be.embed(*embed_, tokens_.data(), R, x);
-  auto trace = [&](const std::string& name, const float* p) {
-    if (!opts.trace) return;
-    if (be.host_memory()) return (*opts.trace)(name, p, R, D);
-    trace_buf_.resize(size_t(R * D));
-    be.read(trace_buf_.data(), p, size_t(R * D));
-    (*opts.trace)(name, trace_buf_.data(), R, D);
-  };
-  trace("embed", x);
+  trace(opts, "embed", x);
 
   LayerCtx ctx;
   ctx.be = &be;
@@ -78,20 +85,26 @@ void Transformer::forward(const std::vector<SeqChunk>& batch, KvCache& cache, fl
   ctx.attn = opts.attn;
   for (size_t l = 0; l < layers_.size(); ++l) {
     decoder_layer_forward(layers_[l], x, D, cfg_.rms_norm_eps, ctx);
-    trace("layer." + std::to_string(l), x);
+    trace(opts, "layer." + std::to_string(l), x);
   }
   float* h = acts_.stack.h.get(be, size_t(R * D));  // [R, D]
   be.rmsnorm({x, R, D, D}, *final_norm_, {h, R, D, D}, cfg_.rms_norm_eps);
-  trace("final_norm", h);
+  trace(opts, "final_norm", h);
   if (opts.final_hidden) be.read(opts.final_hidden, h, size_t(R * D));
+  project_logits(*lm_head_, h, logits);
+}
+
+void Transformer::project_logits(const Weight& head, const float* h, float* logits) {
+  Backend& be = *be_;
+  const int64_t D = cfg_.hidden_size, V = cfg_.vocab_size;
   const int64_t NL = int64_t(logit_rows_.size());
   float* hn = acts_.stack.head_in.get(be, size_t(NL * D));  // [NL, D]
   be.gather_rows(h, D, logit_rows_.data(), NL, hn);
   if (be.host_memory()) {
-    be.matmul(*lm_head_, hn, NL, logits);
+    be.matmul(head, hn, NL, logits);
   } else {
     float* l = logits_buf_.get(be, size_t(NL * V));  // [NL, V]
-    be.matmul(*lm_head_, hn, NL, l);
+    be.matmul(head, hn, NL, l);
     be.read(logits, l, size_t(NL * V));
   }
   // NaN or Inf logits (damaged weights, an overflow) would be sampled as arbitrary tokens;

@@ -37,6 +37,9 @@ class Transformer : public Model {
                const ForwardOpts& opts) override;
 
   const std::vector<MtpModule>& mtp() const { return mtp_; }
+  int64_t mtp_modules() const override { return int64_t(mtp_.size()); }
+  void mtp_forward(int64_t module, const std::vector<MtpChunk>& batch, KvCache& cache, float* logits,
+                   float* hidden_out, const ForwardOpts& opts) override;
 
  protected:
   // Builds the MTP modules the checkpoint has, with the family's attention and FFN builders.
@@ -54,12 +57,20 @@ class Transformer : public Model {
   std::vector<MtpModule> mtp_;
 
  private:
+  // Appends one chunk's rows to rows_ / tokens_ / logit_rows_, checking ids and the cache.
+  void add_rows(int64_t slot, int64_t pos, const int32_t* tokens, int64_t n, bool all_logits, const KvCache& cache);
+  // logits [NL, V] (host) = head · h[logit_rows_] (h: [R, D] backend), failing on NaN / Inf.
+  void project_logits(const Weight& head, const float* h, float* logits);
+  // Calls opts.trace with x [R, D] (backend memory) when tracing.
+  void trace(const ForwardOpts& opts, const std::string& name, const float* x);
+
   Activations acts_;
   BatchRows rows_;
   std::vector<int32_t> tokens_;      // [rows] the batch's token ids
   std::vector<int32_t> logit_rows_;  // rows whose logits are wanted
   Buf logits_buf_;                   // [NL, V] for a backend whose memory is not the host's
   std::vector<float> trace_buf_;
+  Buf mtp_cat_;  // [R, 2D] enorm(embedding) | hnorm(hidden), the MTP module's eh_proj input
 };
 
 // Family builders (one file each).

@@ -29,6 +29,7 @@ namespace {
 
 const EngineOpts& checked(const EngineOpts& o) {
   if (o.max_batch < 1) fail("engine: max_batch must be at least 1");
+  if (o.max_draft < 0) fail("engine: max_draft must not be negative");
   if (o.max_ctx < 2) fail("engine: the context must hold at least 2 tokens");
   return o;
 }
@@ -49,6 +50,8 @@ Engine::Engine(Model& model, const EngineOpts& opts)
   step_opts_.prefill_chunk = opts_.prefill_chunk;
   step_opts_.prefill_budget = opts_.step_prefill_budget;
   step_opts_.attn = opts_.attn;
+  if (opts_.max_draft > 0 && !runner_.enable_speculation(opts_.max_draft))
+    fail("speculative decoding needs a model with a multi-token prediction (MTP) module");
   running_.reserve(size_t(opts_.max_batch));
   thread_ = std::thread([this] { loop(); });
 }
@@ -68,6 +71,7 @@ std::shared_ptr<GenStream> Engine::submit(GenRequest req) {
   validate_prompt(req.prompt, runner_.vocab(), opts_.max_ctx);
   const int64_t n = int64_t(req.prompt.size());
   req.max_tokens = std::max<int64_t>(req.max_tokens, 1);  // the Sequence clips it to the context
+  req.draft = std::clamp<int64_t>(req.draft, 0, opts_.max_draft);
   // Requests that free slots will take at once do not count against the queue.
   auto full = [&] {
     const int64_t free_slots = std::max<int64_t>(0, opts_.max_batch - n_running_.load());
@@ -101,6 +105,7 @@ EngineStats Engine::stats() const {
   s.running = n_running_.load();
   s.kv_tokens_used = n_kv_used_.load();
   s.steps = n_steps_.load();
+  s.spec = SpecStats{n_drafted_.load(), n_accepted_.load(), n_verify_steps_.load()};
   s.slots = opts_.max_batch;
   s.max_ctx = opts_.max_ctx;
   {
@@ -205,6 +210,9 @@ void Engine::admit() {
 void Engine::step() {
   const std::vector<Produced>& produced = runner_.step(step_opts_);
   n_steps_.store(runner_.steps());
+  n_drafted_.store(runner_.spec_stats().drafted);
+  n_accepted_.store(runner_.spec_stats().accepted);
+  n_verify_steps_.store(runner_.spec_stats().steps);
   for (const Produced& p : produced) {
     const Request& s = static_cast<const Request&>(*p.seq);
     n_completion_.fetch_add(1);  // before the event, so a reader that saw the event sees the count

@@ -29,6 +29,10 @@ struct EngineOpts {
   int64_t prefill_chunk = 256;   // prompt tokens per sequence per step
   int64_t step_prefill_budget = 512;  // prompt tokens per step over all sequences
   AttnMode attn = AttnMode::Absorbed;
+  // Speculative decoding: the most tokens a request may have the MTP module draft per step
+  // (0: off). A request's own GenRequest::draft (clipped to this) turns it on for it; requests
+  // with and without drafts share steps.
+  int64_t max_draft = 0;
 };
 
 struct GenEvent {
@@ -76,6 +80,7 @@ struct EngineStats {
   int64_t kv_tokens_used = 0;     // tokens held by running sequences
   double tokens_per_s = 0;        // completion tokens per second over the last few seconds
   int64_t steps = 0;
+  SpecStats spec;                 // speculative decoding since start
 };
 
 struct QueueFull : std::runtime_error {
@@ -115,7 +120,7 @@ class Engine {
 
   // Counters read by stats() from other threads.
   std::atomic<int64_t> n_requests_{0}, n_prompt_{0}, n_cached_{0}, n_completion_{0}, n_running_{0},
-      n_kv_used_{0}, n_steps_{0};
+      n_kv_used_{0}, n_steps_{0}, n_drafted_{0}, n_accepted_{0}, n_verify_steps_{0};
   // Completion tokens per wall-clock second over a short ring of seconds (no allocation).
   static constexpr int kRateSecs = 8;
   mutable std::mutex rate_mu_;

@@ -16,6 +16,11 @@ std::vector<int32_t> Session::generate(const std::vector<int32_t>& prompt, const
   req.sampling = opts.sampling;
   req.max_tokens = opts.max_new_tokens;
   req.stop_ids = opts.stop_ids;
+  if (opts.draft > 0) {
+    if (!runner_.enable_speculation(opts.draft))
+      fail("speculative decoding needs a model with a multi-token prediction (MTP) module");
+    req.draft = opts.draft;
+  }
   Sequence seq(std::move(req), runner_.vocab(), max_ctx());
   Scheduler& sched = runner_.scheduler();
   sched.admit(seq);
@@ -28,10 +33,16 @@ std::vector<int32_t> Session::generate(const std::vector<int32_t>& prompt, const
   try {
     while (seq.running()) {
       for (const Produced& p : runner_.step(so)) {
+        // A step can emit several tokens; none reach the caller after it stops.
+        if (seq.finish == FinishReason::Cancelled) break;
         out.push_back(p.token);
-        if (on_token && !on_token(p.token)) sched.finish(seq, FinishReason::Cancelled);
+        if (on_token && !on_token(p.token)) {
+          if (seq.running()) sched.finish(seq, FinishReason::Cancelled);
+          seq.finish = FinishReason::Cancelled;
+        }
       }
     }
+    spec_ = SpecStats{seq.drafted, seq.accepted, seq.verify_steps};
   } catch (...) {
     sched.finish(seq, FinishReason::Error);  // frees the slot before `seq` goes away
     throw;

@@ -16,6 +16,9 @@ struct GenerateOpts {
   AttnMode attn = AttnMode::Absorbed;
   std::vector<int32_t> stop_ids;  // generation ends after emitting one of these
   int64_t prefill_chunk = 512;    // prompt tokens per forward
+  // Speculative decoding: tokens the model's MTP module drafts per step (0: off). The same
+  // ids when greedy, the same distribution when sampling; fails on a model without MTP.
+  int64_t draft = 0;
 };
 
 class Session {
@@ -29,10 +32,13 @@ class Session {
   int64_t max_ctx() const { return runner_.max_ctx(); }
   // Prompt tokens the last call found already in the cache.
   int64_t reused_tokens() const { return reused_; }
+  // The last call's speculative decoding counts.
+  const SpecStats& spec_stats() const { return spec_; }
 
  private:
   Runner runner_;  // one slot; its prefix cache holds the previous call's tokens
   int64_t reused_ = 0;
+  SpecStats spec_;
 };
 
 // One-shot generation in a fresh cache.

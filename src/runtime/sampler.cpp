@@ -36,7 +36,7 @@ void Sampler::accept(int32_t token) {
   if (counts_[size_t(token)]++ == 0) seen_.push_back(token);
 }
 
-int32_t Sampler::sample(float* logits) {
+void Sampler::penalize(float* logits) {
   for (int32_t tok : seen_) logits[tok] -= p_.presence_penalty + p_.frequency_penalty * float(counts_[size_t(tok)]);
   if (want_logprobs_) {
     logprobs_.assign(logits, logits + vocab_);
@@ -46,8 +46,9 @@ int32_t Sampler::sample(float* logits) {
     const float lse = m + float(std::log(s));
     for (float& v : logprobs_) v -= lse;
   }
-  if (p_.temperature <= 0.0f) return argmax(logits, vocab_);
+}
 
+int64_t Sampler::candidates(const float* logits) {
   // Candidates sorted by logit, cut by top-k, then softmax at temperature, then min-p/top-p.
   std::iota(idx_.begin(), idx_.end(), 0);
   int64_t n = vocab_;
@@ -81,6 +82,13 @@ int32_t Sampler::sample(float* logits) {
     }
     n = k;
   }
+  return n;
+}
+
+int32_t Sampler::sample(float* logits) {
+  penalize(logits);
+  if (p_.temperature <= 0.0f) return argmax(logits, vocab_);
+  const int64_t n = candidates(logits);
   double total = 0;
   for (int64_t i = 0; i < n; ++i) total += probs_[size_t(i)];
   std::uniform_real_distribution<double> u(0.0, total);
@@ -91,5 +99,39 @@ int32_t Sampler::sample(float* logits) {
   }
   return idx_[size_t(n - 1)];
 }
+
+void Sampler::distribution(float* logits, float* probs) {
+  penalize(logits);
+  draft_distribution(logits, probs);
+}
+
+void Sampler::draft_distribution(const float* logits, float* probs) {
+  std::fill(probs, probs + vocab_, 0.0f);
+  if (p_.temperature <= 0.0f) {
+    probs[argmax(logits, vocab_)] = 1.0f;
+    return;
+  }
+  const int64_t n = candidates(logits);
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) total += probs_[size_t(i)];
+  for (int64_t i = 0; i < n; ++i) probs[idx_[size_t(i)]] = float(probs_[size_t(i)] / total);
+}
+
+int32_t Sampler::draw(const float* w, int64_t n) {
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) total += w[i];
+  std::uniform_real_distribution<double> u(0.0, total);
+  double r = u(rng_), c = 0;
+  int32_t last = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (w[i] <= 0) continue;
+    c += w[i];
+    last = int32_t(i);
+    if (r < c) return last;
+  }
+  return last;
+}
+
+double Sampler::uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
 }  // namespace fathom

@@ -24,11 +24,27 @@ class Sampler {
   int32_t sample(float* logits);
   // Records a generated token (for the penalties).
   void accept(int32_t token);
+
+  // Speculative decoding. distribution() writes probs [vocab], the distribution sample() would
+  // draw from (penalties applied to `logits` in place; one-hot at temperature 0).
+  // draft_distribution() is the same without the penalties and leaves `logits` as it is.
+  void distribution(float* logits, float* probs);
+  void draft_distribution(const float* logits, float* probs);
+  // An index drawn from weights [n] (not necessarily normalized), and a uniform in [0, 1),
+  // from the sampler's generator.
+  int32_t draw(const float* weights, int64_t n);
+  double uniform();
+  bool greedy() const { return p_.temperature <= 0.0f; }
   // log-softmax of the (penalized) logits the last sample() saw, for logprobs.
   const std::vector<float>& last_logprobs() const { return logprobs_; }
   void set_want_logprobs(bool on) { want_logprobs_ = on; }
 
  private:
+  void penalize(float* logits);
+  // Sorts the candidates into idx_ and their normalized probabilities into probs_; returns
+  // how many survive top-k / min-p / top-p (temperature > 0 only).
+  int64_t candidates(const float* logits);
+
   SamplingParams p_;
   int64_t vocab_;
   std::mt19937_64 rng_;

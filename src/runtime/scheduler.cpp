@@ -38,6 +38,9 @@ void Scheduler::admit(Sequence& s) {
   sl.cached.clear();
   s.slot = best;
   s.cached = s.pos = std::min(best_lcp, s.n_prompt - 1);
+  // MTP row i also depends on token i+1.
+  if (s.draft > 0) s.cached = s.pos = std::max<int64_t>(0, std::min(s.pos, std::min(sl.mtp_rows, best_lcp - 1)));
+  s.mtp_pos = s.pos;
   running_.push_back(&s);
 }
 
@@ -45,6 +48,7 @@ void Scheduler::finish(Sequence& s, FinishReason r, std::string error) {
   if (s.slot < 0) return;
   Slot& sl = slots_[size_t(s.slot)];
   sl.cached.assign(s.tokens.begin(), s.tokens.begin() + s.pos);
+  sl.mtp_rows = s.draft > 0 ? std::min(s.mtp_pos, s.pos) : 0;
   sl.busy = false;
   sl.last_used = ++clock_;
   s.slot = -1;
@@ -55,7 +59,10 @@ void Scheduler::finish(Sequence& s, FinishReason r, std::string error) {
 
 void Scheduler::clear_prefix_cache() {
   for (auto& sl : slots_)
-    if (!sl.busy) sl.cached.clear();
+    if (!sl.busy) {
+      sl.cached.clear();
+      sl.mtp_rows = 0;
+    }
 }
 
 void Scheduler::schedule(const StepOpts& o, std::vector<SeqChunk>& batch, std::vector<Sequence*>& seqs) const {
@@ -70,6 +77,10 @@ void Scheduler::schedule(const StepOpts& o, std::vector<SeqChunk>& batch, std::v
       if (budget <= 0) continue;
       n = std::min({chunk, s.n_prompt - s.pos, budget});
       budget -= n;
+    } else if (!s.drafts.empty()) {
+      batch.push_back(SeqChunk{s.slot, s.pos, s.chunk.data(), int64_t(s.chunk.size()), true});
+      seqs.push_back(&s);
+      continue;
     }
     batch.push_back(SeqChunk{s.slot, s.pos, s.tokens.data() + s.pos, n, false});
     seqs.push_back(&s);

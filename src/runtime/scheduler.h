@@ -25,8 +25,9 @@ class Scheduler {
   bool can_admit() const { return int64_t(running_.size()) < int64_t(slots_.size()); }
   // Gives `s` the free slot whose cached tokens share the longest prefix with its prompt
   // (the least recently used among equals) and skips what it can reuse: s.pos = s.cached.
-  // At least the last prompt token is recomputed, as its logits start the completion.
-  // Requires can_admit().
+  // At least the last prompt token is recomputed, as its logits start the completion. A
+  // drafting sequence reuses no more than the slot's MTP cache also holds (it needs the main
+  // model's hidden states of every position after that). Requires can_admit().
   void admit(Sequence& s);
   // Ends a running sequence: its slot keeps the tokens whose KV it holds, for later prefixes.
   void finish(Sequence& s, FinishReason r, std::string error = {});
@@ -34,7 +35,7 @@ class Scheduler {
   void clear_prefix_cache();
 
   // The next step's chunks, one per sequence that gets one, in admission order: a decoding
-  // sequence its last token, a prefilling one the next piece of its prompt within the
+  // sequence its last token (and its drafts, to verify), a prefilling one the next piece of its prompt within the
   // per-sequence chunk and the step's budget (so decodes keep their pace while a long
   // prompt is read). seqs[i] is the sequence behind batch[i].
   void schedule(const StepOpts& o, std::vector<SeqChunk>& batch, std::vector<Sequence*>& seqs) const;
@@ -47,6 +48,7 @@ class Scheduler {
  private:
   struct Slot {
     std::vector<int32_t> cached;  // tokens whose KV this slot holds (prefix cache)
+    int64_t mtp_rows = 0;         // of those, positions whose MTP cache rows hold too
     uint64_t last_used = 0;
     bool busy = false;
   };

@@ -35,6 +35,13 @@ Sequence::Sequence(GenRequest req, int64_t vocab, int64_t max_ctx)
   tokens.reserve(size_t(n_prompt + max_tokens));
   sampler.set_want_logprobs(top_logprobs >= 0);
   if (top_logprobs > 0) last_top.reserve(size_t(top_logprobs));
+  // Tokens accepted in one step are reported together, so per-token logprobs turn drafting off.
+  draft = top_logprobs >= 0 ? 0 : std::max<int64_t>(0, req.draft);
+  if (draft > 0) {
+    drafts.reserve(size_t(draft));
+    chunk.reserve(size_t(draft + 1));
+    if (!sampler.greedy()) draft_probs.resize(size_t(draft * vocab));
+  }
 }
 
 }  // namespace fathom

@@ -17,6 +17,10 @@ struct GenRequest {
   int64_t max_tokens = 16;           // clipped to what the context leaves; 0: read the prompt only
   std::vector<int32_t> stop_ids;     // finish (reason Stop) after emitting one of these
   int top_logprobs = -1;             // -1: no logprobs; 0..20: that many alternatives
+  // Speculative decoding: tokens the model's MTP module proposes per step (0: off). The
+  // output is the same either way (greedy: the same ids; sampling: the same distribution).
+  // Off when logprobs are asked for.
+  int64_t draft = 0;
 };
 
 enum class FinishReason { None, Stop, Length, Cancelled, Error };
@@ -62,6 +66,17 @@ struct Sequence {
   // when top_logprobs >= 0.
   float last_logprob = 0;
   std::vector<TokenLogprob> last_top;
+
+  // Speculative decoding (draft > 0): the slot's MTP cache holds rows [0, mtp_pos), and
+  // `drafts` are the tokens proposed for the next step, verified with the last token in
+  // `chunk` ([1 + draft]). draft_probs: [draft, vocab] the distribution each was drawn from
+  // (sampling only).
+  int64_t draft = 0;
+  int64_t mtp_pos = 0;
+  std::vector<int32_t> drafts;
+  std::vector<int32_t> chunk;
+  std::vector<float> draft_probs;
+  int64_t drafted = 0, accepted = 0, verify_steps = 0;  // proposals, those accepted, steps verifying them
 
   bool running() const { return slot >= 0; }
   bool finished() const { return finish != FinishReason::None; }

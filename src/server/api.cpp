@@ -155,6 +155,7 @@ void Api::run(Gen& g, http::Responder& resp) {
   gr.max_tokens = pr.max_tokens.value_or(d_.engine->opts().max_ctx);
   gr.stop_ids = stop_ids_;
   gr.top_logprobs = pr.top_logprobs;
+  gr.draft = d_.engine->opts().max_draft;  // off for requests that ask for logprobs
   std::shared_ptr<GenStream> st;
   try {
     st = d_.engine->submit(std::move(gr));
@@ -309,6 +310,14 @@ std::string Api::metrics() const {
   metric("fathom_generation_tokens_per_second", "gauge", "Completion tokens per second over the last seconds.",
          s.tokens_per_s);
   metric("fathom_engine_steps_total", "counter", "Batched forward passes.", double(s.steps));
+  metric("fathom_speculative_draft_tokens_total", "counter", "Tokens the MTP module drafted.",
+         double(s.spec.drafted));
+  metric("fathom_speculative_accepted_tokens_total", "counter", "Drafted tokens the model accepted.",
+         double(s.spec.accepted));
+  metric("fathom_speculative_acceptance_ratio", "gauge", "Accepted share of the drafted tokens since start.",
+         s.spec.acceptance());
+  metric("fathom_speculative_tokens_per_step", "gauge",
+         "Tokens a sequence gains per step that verifies drafts (accepted + 1), since start.", s.spec.tokens_per_step());
   metric("fathom_queue_depth", "gauge", "Requests waiting for a KV slot.", double(s.queued));
   metric("fathom_running_sequences", "gauge", "Sequences in the running batch.", double(s.running));
   metric("fathom_kv_cache_slots", "gauge", "KV cache slots (max batch).", double(s.slots));

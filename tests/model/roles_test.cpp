@@ -102,7 +102,9 @@ TEST(Mtp, LoadedWhenTheCheckpointHasIt) {
   auto a = load_model(with, lo), b = load_model(without, lo);
   const auto& ma = dynamic_cast<const Transformer&>(*a).mtp();
   ASSERT_EQ(ma.size(), 1u);
-  EXPECT_EQ(ma[0].layer.cache_layer, a->config().num_hidden_layers);
+  EXPECT_EQ(ma[0].layer.cache_layer, 0);  // module k is layer k of its own cache (make_mtp_cache)
+  EXPECT_EQ(a->mtp_modules(), 1);
+  EXPECT_EQ(b->mtp_modules(), 0);
   EXPECT_EQ(ma[0].eh_proj->cols(), 2 * a->config().hidden_size);
   EXPECT_NE(ma[0].embed, nullptr);
   EXPECT_NE(ma[0].head, nullptr);
