@@ -75,7 +75,7 @@ void TrainMla::forward(const Seqs& s, const float* x, float* y, MlaSaved& sv, co
     sv.q_a_rstd.resize(size_t(R));
     sv.q_a_n.resize(size_t(R * ql));
     linear_fwd(cx, x, p_.q_a->w.data(), sv.q_a.data(), R, D, ql);
-    rmsnorm_fwd(sv.q_a.data(), ql, p_.q_a_norm->w.data(), sv.q_a_n.data(), ql, sv.q_a_rstd.data(), R, ql, eps);
+    rmsnorm_fwd(sv.q_a.data(), ql, p_.q_a_norm->w.data(), sv.q_a_n.data(), ql, sv.q_a_rstd.data(), R, ql, eps, pool);
     linear_fwd(cx, sv.q_a_n.data(), p_.q_b->w.data(), sv.q.data(), R, ql, H * qk);
   } else {
     linear_fwd(cx, x, p_.q->w.data(), sv.q.data(), R, D, H * qk);
@@ -86,7 +86,7 @@ void TrainMla::forward(const Seqs& s, const float* x, float* y, MlaSaved& sv, co
   sv.kv_rstd.resize(size_t(R));
   sv.kv_n.resize(size_t(R * r));
   linear_fwd(cx, x, p_.kv_a->w.data(), sv.kv_a.data(), R, D, W);
-  rmsnorm_fwd(sv.kv_a.data(), W, p_.kv_a_norm->w.data(), sv.kv_n.data(), r, sv.kv_rstd.data(), R, r, eps);
+  rmsnorm_fwd(sv.kv_a.data(), W, p_.kv_a_norm->w.data(), sv.kv_n.data(), r, sv.kv_rstd.data(), R, r, eps, pool);
   std::vector<float> kv(size_t(R * H * KV));  // [R, H, nope + v]
   linear_fwd(cx, sv.kv_n.data(), p_.kv_b->w.data(), kv.data(), R, r, H * KV);
 
@@ -144,7 +144,7 @@ void TrainMla::backward(const Seqs& s, const MlaSaved& sv, const float* x, const
   std::vector<float> dkv_n(size_t(R * r), 0.f);  // [R, kv_lora]
   linear_bwd(cx, dkv.data(), sv.kv_n.data(), p_.kv_b->w.data(), dkv_n.data(), grad(p_.kv_b), R, r, H * KV);
   rmsnorm_bwd(dkv_n.data(), r, sv.kv_a.data(), W, p_.kv_a_norm->w.data(), sv.kv_rstd.data(), dkv_a.data(), W,
-              grad(p_.kv_a_norm), R, r);
+              grad(p_.kv_a_norm), R, r, pool);
   linear_bwd(cx, dkv_a.data(), x, p_.kv_a->w.data(), dx, grad(p_.kv_a), R, D, W);
 
   rope_bwd(*rope_, s, dq.data(), H * qk, H, qk, nope);
@@ -152,7 +152,7 @@ void TrainMla::backward(const Seqs& s, const MlaSaved& sv, const float* x, const
     std::vector<float> dqn(size_t(R * ql), 0.f), dqa(size_t(R * ql), 0.f);  // [R, q_lora] ×2
     linear_bwd(cx, dq.data(), sv.q_a_n.data(), p_.q_b->w.data(), dqn.data(), grad(p_.q_b), R, ql, H * qk);
     rmsnorm_bwd(dqn.data(), ql, sv.q_a.data(), ql, p_.q_a_norm->w.data(), sv.q_a_rstd.data(), dqa.data(), ql,
-                grad(p_.q_a_norm), R, ql);
+                grad(p_.q_a_norm), R, ql, pool);
     linear_bwd(cx, dqa.data(), x, p_.q_a->w.data(), dx, grad(p_.q_a), R, D, ql);
   } else {
     linear_bwd(cx, dq.data(), x, p_.q->w.data(), dx, grad(p_.q), R, D, H * qk);

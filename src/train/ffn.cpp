@@ -54,7 +54,9 @@ void TrainMlp::forward(int64_t rows, const float* x, float* y, MlpSaved& sv, boo
   linear_fwd(cx, x, p_.up->w.data(), sv.u.data(), rows, D, I);
   if (p_.gate_bias) add_bias(sv.g.data(), p_.gate_bias->w.data(), rows, I);
   if (p_.up_bias) add_bias(sv.u.data(), p_.up_bias->w.data(), rows, I);
-  swiglu_fwd(sv.g.data(), sv.u.data(), sv.h.data(), rows * I);
+  for_range(cx.pool, rows * I, 1 << 14, [&](int64_t b, int64_t e) {
+    swiglu_fwd(sv.g.data() + b, sv.u.data() + b, sv.h.data() + b, e - b);
+  });
   linear_fwd(cx, sv.h.data(), p_.down->w.data(), y, rows, I, D, accumulate);
   if (p_.down_bias) add_bias(y, p_.down_bias->w.data(), rows, D);
 }
@@ -67,7 +69,9 @@ void TrainMlp::backward(int64_t rows, const MlpSaved& sv, const float* x, const 
   // dh (into dg) = dy · W_down; dW_down += dyᵀ h
   linear_bwd(cx, dy, sv.h.data(), p_.down->w.data(), dg.data(), grad_of(p_.down), rows, I, D);
   if (p_.down_bias && grad_of(p_.down_bias)) bias_grad(dy, grad_of(p_.down_bias), rows, D);
-  swiglu_bwd_inplace(dg.data(), sv.g.data(), sv.u.data(), du.data(), rows * I);
+  for_range(cx.pool, rows * I, 1 << 14, [&](int64_t b, int64_t e) {
+    swiglu_bwd_inplace(dg.data() + b, sv.g.data() + b, sv.u.data() + b, du.data() + b, e - b);
+  });
   linear_bwd(cx, dg.data(), x, p_.gate->w.data(), dx, grad_of(p_.gate), rows, D, I);
   linear_bwd(cx, du.data(), x, p_.up->w.data(), dx, grad_of(p_.up), rows, D, I);
   if (p_.gate_bias && grad_of(p_.gate_bias)) bias_grad(dg.data(), grad_of(p_.gate_bias), rows, I);

@@ -55,14 +55,14 @@ void layer_forward(TrainModel::Layer& L, const ModelConfig& c, const Seqs& s, co
   L.x.assign(x, x + rows * D);
   L.n1.resize(size_t(rows * D));
   L.r1.resize(static_cast<size_t>(rows));
-  rmsnorm_fwd(x, D, L.attn_norm->w.data(), L.n1.data(), D, L.r1.data(), rows, D, eps);
+  rmsnorm_fwd(x, D, L.attn_norm->w.data(), L.n1.data(), D, L.r1.data(), rows, D, eps, cx.pool);
   L.h.resize(size_t(rows * D));
   if (L.mla) L.mla->forward(s, L.n1.data(), L.h.data(), L.mla_s, cx);
   else L.gqa->forward(s, L.n1.data(), L.h.data(), L.gqa_s, cx);
   for (int64_t i = 0; i < rows * D; ++i) L.h[i] += x[i];
   L.n2.resize(size_t(rows * D));
   L.r2.resize(static_cast<size_t>(rows));
-  rmsnorm_fwd(L.h.data(), D, L.ffn_norm->w.data(), L.n2.data(), D, L.r2.data(), rows, D, eps);
+  rmsnorm_fwd(L.h.data(), D, L.ffn_norm->w.data(), L.n2.data(), D, L.r2.data(), rows, D, eps, cx.pool);
   if (L.moe) L.moe->forward(s, L.n2.data(), out, L.moe_s, bal, *ms, cx);
   else L.mlp->forward(rows, L.n2.data(), out, L.mlp_s, false, cx);
   for (int64_t i = 0; i < rows * D; ++i) out[i] += L.h[i];
@@ -76,12 +76,12 @@ void layer_backward(TrainModel::Layer& L, const ModelConfig& c, const Seqs& s, c
   std::vector<float> dn(size_t(rows * D), 0.0f);
   if (L.moe) L.moe->backward(s, L.moe_s, L.n2.data(), dout, dn.data(), bal, cx);
   else L.mlp->backward(rows, L.mlp_s, L.n2.data(), dout, dn.data(), cx);
-  rmsnorm_bwd(dn.data(), D, L.h.data(), D, L.ffn_norm->w.data(), L.r2.data(), dh.data(), D, L.ffn_norm->g.data(), rows, D);
+  rmsnorm_bwd(dn.data(), D, L.h.data(), D, L.ffn_norm->w.data(), L.r2.data(), dh.data(), D, L.ffn_norm->g.data(), rows, D, cx.pool);
   std::fill(dn.begin(), dn.end(), 0.0f);
   if (L.mla) L.mla->backward(s, L.mla_s, L.n1.data(), dh.data(), dn.data(), cx);
   else L.gqa->backward(s, L.gqa_s, L.n1.data(), dh.data(), dn.data(), cx);
   for (int64_t i = 0; i < rows * D; ++i) dx[i] += dh[i];
-  rmsnorm_bwd(dn.data(), D, L.x.data(), D, L.attn_norm->w.data(), L.r1.data(), dx, D, L.attn_norm->g.data(), rows, D);
+  rmsnorm_bwd(dn.data(), D, L.x.data(), D, L.attn_norm->w.data(), L.r1.data(), dx, D, L.attn_norm->g.data(), rows, D, cx.pool);
 }
 
 }  // namespace
@@ -192,7 +192,7 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
     std::swap(x, y);
   }
   std::vector<float> hN(size_t(rows * D)), rN(static_cast<size_t>(rows));  // [rows, D] final hidden, [rows]
-  rmsnorm_fwd(x.data(), D, final_norm_->w.data(), hN.data(), D, rN.data(), rows, D, eps);
+  rmsnorm_fwd(x.data(), D, final_norm_->w.data(), hN.data(), D, rN.data(), rows, D, eps, cx.pool);
   std::vector<float> logits;  // [rows, V], reused by every head
   std::vector<int32_t> tgt(static_cast<size_t>(rows));
   for (int64_t r = 0; r < B; ++r)
@@ -232,8 +232,8 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
     m.cat.resize(size_t(n * 2 * D));
     m.er.resize(static_cast<size_t>(n));
     m.hr.resize(static_cast<size_t>(n));
-    rmsnorm_fwd(m.e.data(), D, m.enorm->w.data(), m.cat.data(), 2 * D, m.er.data(), n, D, eps);
-    rmsnorm_fwd(m.h_in.data(), D, m.hnorm->w.data(), m.cat.data() + D, 2 * D, m.hr.data(), n, D, eps);
+    rmsnorm_fwd(m.e.data(), D, m.enorm->w.data(), m.cat.data(), 2 * D, m.er.data(), n, D, eps, cx.pool);
+    rmsnorm_fwd(m.h_in.data(), D, m.hnorm->w.data(), m.cat.data() + D, 2 * D, m.hr.data(), n, D, eps, cx.pool);
     std::vector<float> z(size_t(n * D));
     linear_fwd(cx, m.cat.data(), m.eh_proj->w.data(), z.data(), n, 2 * D, D);
     m.y.resize(size_t(n * D));
@@ -243,7 +243,7 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
     moe_stats(*m.layer, ms);
     m.o.resize(size_t(n * D));
     m.orr.resize(static_cast<size_t>(n));
-    rmsnorm_fwd(m.y.data(), D, m.head_norm->w.data(), m.o.data(), D, m.orr.data(), n, D, eps);
+    rmsnorm_fwd(m.y.data(), D, m.head_norm->w.data(), m.o.data(), D, m.orr.data(), n, D, eps, cx.pool);
     std::vector<float> dout(size_t(n * D), 0.0f);
     const int64_t denom = k - 1 < int64_t(scale.mtp_targets.size()) ? scale.mtp_targets[size_t(k - 1)] : 1;
     head_ce(m.o.data(), n, tk.data(), float(obj.mtp_weight / double(K) / double(std::max<int64_t>(denom, 1))),
@@ -251,7 +251,7 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
     m.dy.assign(size_t(n * D), 0.0f);
     if (backward)
       rmsnorm_bwd(dout.data(), D, m.y.data(), D, m.head_norm->w.data(), m.orr.data(), m.dy.data(), D,
-                  m.head_norm->g.data(), n, D);
+                  m.head_norm->g.data(), n, D, cx.pool);
     prev = m.y.data();
   }
   if (!backward) return st;
@@ -266,9 +266,9 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
     std::vector<float> dcat(size_t(n * 2 * D), 0.0f);
     linear_bwd(cx, dz.data(), m.cat.data(), m.eh_proj->w.data(), dcat.data(), m.eh_proj->g.data(), n, 2 * D, D);
     std::vector<float> de(size_t(n * D), 0.0f), dh(size_t(n * D), 0.0f);
-    rmsnorm_bwd(dcat.data(), 2 * D, m.e.data(), D, m.enorm->w.data(), m.er.data(), de.data(), D, m.enorm->g.data(), n, D);
+    rmsnorm_bwd(dcat.data(), 2 * D, m.e.data(), D, m.enorm->w.data(), m.er.data(), de.data(), D, m.enorm->g.data(), n, D, cx.pool);
     rmsnorm_bwd(dcat.data() + D, 2 * D, m.h_in.data(), D, m.hnorm->w.data(), m.hr.data(), dh.data(), D,
-                m.hnorm->g.data(), n, D);
+                m.hnorm->g.data(), n, D, cx.pool);
     std::vector<int32_t> next(static_cast<size_t>(n));
     for (int64_t r = 0; r < B; ++r)
       for (int64_t i = 0; i < Tk; ++i) next[size_t(r * Tk + i)] = b.ids[size_t(r * T + i + k)];
@@ -284,7 +284,7 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
 
   // Main backward.
   std::vector<float> dx(size_t(rows * D), 0.0f);
-  rmsnorm_bwd(dhN.data(), D, x.data(), D, final_norm_->w.data(), rN.data(), dx.data(), D, final_norm_->g.data(), rows, D);
+  rmsnorm_bwd(dhN.data(), D, x.data(), D, final_norm_->w.data(), rN.data(), dx.data(), D, final_norm_->g.data(), rows, D, cx.pool);
   for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
     std::vector<float> dprev(size_t(rows * D), 0.0f);
     layer_backward(**it, c, s, dx.data(), dprev.data(), bal, cx);

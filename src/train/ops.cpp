@@ -22,35 +22,57 @@ float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 // ---- RMSNorm
 
 void rmsnorm_fwd(const float* x, int64_t ldx, const float* w, float* y, int64_t ldy, float* rstd, int64_t rows,
-                 int64_t dim, float eps) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * ldx;
-    float* yr = y + r * ldy;
-    float ss = 0.f;
-    for (int64_t i = 0; i < dim; ++i) ss += xr[i] * xr[i];
-    const float inv = 1.0f / std::sqrt(ss / float(dim) + eps);
-    rstd[r] = inv;
-    for (int64_t i = 0; i < dim; ++i) yr[i] = w[i] * (xr[i] * inv);
-  }
+                 int64_t dim, float eps, ThreadPool* pool) {
+  auto run = [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = x + r * ldx;
+      float* yr = y + r * ldy;
+      float ss = 0.f;
+      for (int64_t i = 0; i < dim; ++i) ss += xr[i] * xr[i];
+      const float inv = 1.0f / std::sqrt(ss / float(dim) + eps);
+      rstd[r] = inv;
+      for (int64_t i = 0; i < dim; ++i) yr[i] = w[i] * (xr[i] * inv);
+    }
+  };
+  if (pool && pool->size() > 1 && rows >= 64) pool->parallel_for(rows, 32, run);
+  else run(0, rows, 0);
 }
 
 // y_i = w_i x_i r with r = (mean x² + eps)^-1/2, so dr/dx_j = -r³ x_j / dim and
 // dx_j = r w_j dy_j - x_j r³/dim · Σ_i w_i dy_i x_i.
+// With a pool, each thread sums dw over its block of rows and the blocks are added in order.
 void rmsnorm_bwd(const float* dy, int64_t lddy, const float* x, int64_t ldx, const float* w, const float* rstd,
-                 float* dx, int64_t lddx, float* dw, int64_t rows, int64_t dim) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* dyr = dy + r * lddy;
-    const float* xr = x + r * ldx;
-    const float inv = rstd[r];
-    float dot = 0.f;
-    for (int64_t i = 0; i < dim; ++i) dot += w[i] * dyr[i] * xr[i];
-    const float c = dot * inv * inv * inv / float(dim);
-    if (dx) {
-      float* dxr = dx + r * lddx;
-      for (int64_t i = 0; i < dim; ++i) dxr[i] += inv * w[i] * dyr[i] - xr[i] * c;
+                 float* dx, int64_t lddx, float* dw, int64_t rows, int64_t dim, ThreadPool* pool) {
+  const int nt = pool && pool->size() > 1 && rows >= 64 ? pool->size() : 1;
+  std::vector<float> part(dw && nt > 1 ? size_t(nt) * size_t(dim) : 0, 0.0f);  // [threads, dim]
+  auto run = [&](int64_t r0, int64_t r1, int t) {
+    float* dwt = nt > 1 ? part.data() + size_t(t) * size_t(dim) : dw;
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* dyr = dy + r * lddy;
+      const float* xr = x + r * ldx;
+      const float inv = rstd[r];
+      float dot = 0.f;
+      for (int64_t i = 0; i < dim; ++i) dot += w[i] * dyr[i] * xr[i];
+      const float c = dot * inv * inv * inv / float(dim);
+      if (dx) {
+        float* dxr = dx + r * lddx;
+        for (int64_t i = 0; i < dim; ++i) dxr[i] += inv * w[i] * dyr[i] - xr[i] * c;
+      }
+      if (dwt)
+        for (int64_t i = 0; i < dim; ++i) dwt[i] += dyr[i] * xr[i] * inv;
     }
+  };
+  if (nt > 1) {
+    // One block per thread, so which rows a partial holds depends only on the pool's size.
+    const int64_t step = (rows + nt - 1) / nt;
+    pool->parallel_for(nt, 1, [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; ++t) run(t * step, std::min(rows, (t + 1) * step), int(t));
+    });
     if (dw)
-      for (int64_t i = 0; i < dim; ++i) dw[i] += dyr[i] * xr[i] * inv;
+      for (int t = 0; t < nt; ++t)
+        for (int64_t i = 0; i < dim; ++i) dw[i] += part[size_t(t) * size_t(dim) + size_t(i)];
+  } else {
+    run(0, rows, 0);
   }
 }
 

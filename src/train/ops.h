@@ -14,10 +14,10 @@ namespace fathom::train {
 // RMSNorm: y = x * rstd * w, rstd = 1/sqrt(mean(x²) + eps) per row.
 // x, y: [rows, dim] with row strides ldx / ldy; w: [dim]; rstd: [rows] (saved for backward).
 void rmsnorm_fwd(const float* x, int64_t ldx, const float* w, float* y, int64_t ldy, float* rstd, int64_t rows,
-                 int64_t dim, float eps);
+                 int64_t dim, float eps, ThreadPool* pool = nullptr);
 // dx[rows, dim] (stride lddx) += ...; dw[dim] += ...
 void rmsnorm_bwd(const float* dy, int64_t lddy, const float* x, int64_t ldx, const float* w, const float* rstd,
-                 float* dx, int64_t lddx, float* dw, int64_t rows, int64_t dim);
+                 float* dx, int64_t lddx, float* dw, int64_t rows, int64_t dim, ThreadPool* pool = nullptr);
 
 // Rotary embedding for training: cos/sin per (position, pair), the attention factor folded in.
 struct RopeTable {

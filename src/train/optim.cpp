@@ -118,8 +118,22 @@ double grad_norm(const std::vector<Param*>& params, ThreadPool* pool) {
   auto one = [&](size_t i) {
     const Param* p = params[i];
     if (!p->trainable) return;
+    // Blocks of 256 squares summed in 8 float lanes (a loop the compiler vectorizes), each
+    // block's total added in double: exact enough, and the same on every thread count.
+    const float* g = p->g.data();
+    const size_t n = p->g.size();
     double ss = 0;
-    for (float x : p->g) ss += double(x) * double(x);
+    for (size_t b = 0; b < n; b += 256) {
+      const size_t e = std::min(n, b + 256);
+      float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      size_t k = b;
+      for (; k + 8 <= e; k += 8)
+        for (int j = 0; j < 8; ++j) lane[j] += g[k + j] * g[k + j];
+      double blk = 0;
+      for (; k < e; ++k) blk += double(g[k]) * double(g[k]);
+      for (int j = 0; j < 8; ++j) blk += double(lane[j]);
+      ss += blk;
+    }
     part[i] = ss;
   };
   if (pool && pool->size() > 1)
