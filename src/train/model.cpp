@@ -193,7 +193,7 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
   }
   std::vector<float> hN(size_t(rows * D)), rN(static_cast<size_t>(rows));  // [rows, D] final hidden, [rows]
   rmsnorm_fwd(x.data(), D, final_norm_->w.data(), hN.data(), D, rN.data(), rows, D, eps, cx.pool);
-  std::vector<float> logits;  // [rows, V], reused by every head
+  std::vector<float>& logits = logits_;  // [rows, V], reused by every head and step
   std::vector<int32_t> tgt(static_cast<size_t>(rows));
   for (int64_t r = 0; r < B; ++r)
     for (int64_t t = 0; t < T; ++t)
@@ -285,8 +285,9 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
   // Main backward.
   std::vector<float> dx(size_t(rows * D), 0.0f);
   rmsnorm_bwd(dhN.data(), D, x.data(), D, final_norm_->w.data(), rN.data(), dx.data(), D, final_norm_->g.data(), rows, D, cx.pool);
+  std::vector<float> dprev(size_t(rows * D));  // [rows, D]
   for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
-    std::vector<float> dprev(size_t(rows * D), 0.0f);
+    std::fill(dprev.begin(), dprev.end(), 0.0f);
     layer_backward(**it, c, s, dx.data(), dprev.data(), bal, cx);
     std::swap(dx, dprev);
   }

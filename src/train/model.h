@@ -112,6 +112,7 @@ class TrainModel {
   Param *embed_ = nullptr, *final_norm_ = nullptr, *head_ = nullptr;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<std::unique_ptr<Mtp>> mtp_;
+  std::vector<float> logits_;  // [rows, V] kept between steps: the largest buffer of a step
 };
 
 }  // namespace fathom::train
