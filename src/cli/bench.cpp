@@ -36,6 +36,8 @@ void add_bench(CLI::App& app) {
                 "decode with the prompt as context (default: from an empty context, like llama-bench)");
   sub->add_option("--warmup", a->b.warmup_tokens, "untimed warm-up prompt tokens")->check(at_least(0));
   sub->add_option("-r,--reps", a->b.reps, "timed repetitions (median reported)")->check(at_least(1));
+  sub->add_option("-b,--batch", a->b.batch, "sequences decoding together, one slot each (decode tok/s sums them)")
+      ->check(at_least(1));
   sub->add_flag("--no-bandwidth", a->no_bandwidth, "skip the read-bandwidth probe");
   sub->add_option("--bandwidth-mb", [a](const std::vector<std::string>& v) {
     const double mb = std::stod(v.at(0));
@@ -59,7 +61,7 @@ void add_bench(CLI::App& app) {
     if (a->json) {
       nlohmann::json j = {
           {"model", a->m.model}, {"quant", a->m.quant.empty() ? "none" : a->m.quant}, {"threads", r.threads},
-          {"load_s", load_s}, {"prompt_tokens", r.prompt_tokens}, {"decode_tokens", r.decode_tokens},
+          {"load_s", load_s}, {"prompt_tokens", r.prompt_tokens}, {"decode_tokens", r.decode_tokens}, {"batch", r.batch},
           {"decode_after_prompt", a->b.decode_after_prompt},
           {"prefill_s", r.prefill_s}, {"prefill_tok_s", r.prefill_tok_s}, {"decode_s", r.decode_s},
           {"decode_tok_s", r.decode_tok_s}, {"decode_ms_p50", r.decode_ms_p50}, {"weight_bytes", r.weight_bytes},
@@ -81,8 +83,9 @@ void add_bench(CLI::App& app) {
                 quant.c_str(), human_bytes(double(r.weight_bytes)).c_str(), load_s, r.threads);
     std::printf("prefill    %lld tokens: %8.2f tok/s  (%.2f s)\n", (long long)r.prompt_tokens, r.prefill_tok_s,
                 r.prefill_s);
-    std::printf("decode     %lld tokens: %8.2f tok/s  (median step %.1f ms%s)\n", (long long)r.decode_tokens,
-                r.decode_tok_s, r.decode_ms_p50, a->b.decode_after_prompt ? ", after the prompt" : "");
+    std::printf("decode     %lld tokens%s: %8.2f tok/s  (median step %.1f ms%s)\n", (long long)r.decode_tokens,
+                r.batch > 1 ? fmt::format(" x {} sequences", r.batch).c_str() : "", r.decode_tok_s,
+                r.decode_ms_p50, a->b.decode_after_prompt ? ", after the prompt" : "");
     if (a->b.draft > 0)
       std::printf("speculative mtp, %lld drafts per step: %.1f%% accepted, %.2f tokens per step\n",
                   (long long)a->b.draft, 100.0 * r.spec.acceptance(), r.spec.tokens_per_step());

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "core/error.h"
@@ -58,20 +59,39 @@ struct BenchRunner {
   // the context that slot 0 holds below pos0 (its prefix cache after prefill(ctx, pos0)).
   // Each step is timed alone. Returns the steps' total seconds.
   double decode(const std::vector<int32_t>& ctx, int32_t first, int64_t pos0, int64_t n, const StepHooks& h) {
-    GenRequest req;
-    req.prompt.assign(ctx.begin(), ctx.begin() + pos0);
-    req.prompt.push_back(first);
-    req.sampling.temperature = 0;
-    req.max_tokens = n;
-    req.draft = draft;
-    Sequence seq(std::move(req), runner.vocab(), runner.max_ctx());
-    return run(seq, h);
+    return decode_batch(ctx, {first}, pos0, n, h);
   }
 
-  double run(Sequence& seq, const StepHooks& h) {
-    runner.scheduler().admit(seq);
+  // The same with one sequence per first token, decoding together in their own slots (the
+  // context below pos0 is shared through the prefix cache).
+  double decode_batch(const std::vector<int32_t>& ctx, const std::vector<int32_t>& firsts, int64_t pos0, int64_t n,
+                      const StepHooks& h) {
+    std::vector<std::unique_ptr<Sequence>> seqs;
+    for (int32_t first : firsts) {
+      GenRequest req;
+      req.prompt.assign(ctx.begin(), ctx.begin() + pos0);
+      req.prompt.push_back(first);
+      req.sampling.temperature = 0;
+      req.max_tokens = n;
+      req.draft = draft;
+      seqs.push_back(std::make_unique<Sequence>(std::move(req), runner.vocab(), runner.max_ctx()));
+    }
+    std::vector<Sequence*> all;
+    for (auto& s : seqs) all.push_back(s.get());
+    return run(all, h);
+  }
+
+  double run(Sequence& seq, const StepHooks& h) { return run(std::vector<Sequence*>{&seq}, h); }
+
+  double run(const std::vector<Sequence*>& seqs, const StepHooks& h) {
+    for (Sequence* s : seqs) runner.scheduler().admit(*s);
+    auto running = [&] {
+      for (const Sequence* s : seqs)
+        if (s->running()) return true;
+      return false;
+    };
     double total = 0;
-    while (seq.running()) {
+    while (running()) {
       if (h.before) h.before();
       const auto ts = Clock::now();
       runner.step(so);
@@ -131,7 +151,12 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
   // A drafting decode reuses no context the MTP cache lacks, and a prefill leaves it empty.
   if (o.draft > 0 && o.decode_after_prompt) fail("bench: speculative decoding is measured from an empty context");
   // +4: warm-up steps; +1: the place of a decode's last sampled token (never computed).
-  BenchRunner br{Runner(model, 1, std::max(o.prompt_tokens + 4, pos0 + o.decode_tokens) + 1), {}};
+  if (o.batch < 1) fail("bench: the batch must be at least 1");
+  if (o.batch > 1 && o.decode_after_prompt) fail("bench: a batch decodes from an empty context");
+  BenchRunner br{Runner(model, o.batch, std::max(o.prompt_tokens + 4, pos0 + o.decode_tokens) + 1), {}};
+  // Each sequence of a batch starts from its own token.
+  std::vector<int32_t> firsts;
+  for (int64_t b = 0; b < o.batch; ++b) firsts.push_back(prompt[size_t(b % o.prompt_tokens)]);
   br.so.prefill_chunk = br.so.prefill_budget = o.prompt_tokens;  // a prefill is one forward
   br.so.attn = o.attn;
   br.draft = o.draft;
@@ -173,7 +198,7 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
   for (int rep = 0; rep < o.reps; ++rep) {
     prefill.push_back(br.prefill(prompt, o.prompt_tokens));
     probe_bytes = probe_sec = 0;
-    decode.push_back(br.decode(prompt, prompt[0], pos0, o.decode_tokens, timed));
+    decode.push_back(br.decode_batch(prompt, firsts, pos0, o.decode_tokens, timed));
     if (probe) roofline_gbs.push_back(probe_bytes / probe_sec / 1e9);
   }
   const SpecStats& spec1 = br.runner.spec_stats();
@@ -185,7 +210,8 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
   r.prefill_s = median(prefill);
   r.decode_s = median(decode);
   r.prefill_tok_s = double(o.prompt_tokens) / r.prefill_s;
-  r.decode_tok_s = double(o.decode_tokens) / r.decode_s;
+  r.decode_tok_s = double(o.decode_tokens * o.batch) / r.decode_s;
+  r.batch = o.batch;
   r.decode_ms_p50 = median(steps) * 1e3;
   r.weight_bytes = model.weight_bytes();
   r.bytes_per_token = model.active_bytes_per_token();

@@ -23,6 +23,7 @@ struct BenchOpts {
   uint64_t seed = 0;             // of the pseudo-random prompt ids
   bool breakdown = false;        // time the parts of each decode step (via the layer trace)
   int64_t draft = 0;             // speculative decoding: MTP draft tokens per step (0: off)
+  int64_t batch = 1;             // sequences decoding together (one slot each); tok/s sums them
 };
 
 // Where a decode step's time goes, from timestamps at the model's trace points: embedding,
@@ -37,7 +38,8 @@ struct BenchResult {
   int threads = 0;
   int64_t prompt_tokens = 0, decode_tokens = 0;
   double prefill_s = 0, prefill_tok_s = 0;   // median over reps
-  double decode_s = 0, decode_tok_s = 0;     // median over reps (whole run / tokens)
+  double decode_s = 0, decode_tok_s = 0;     // median over reps (whole run / tokens, summed over the batch)
+  int64_t batch = 1;
   double decode_ms_p50 = 0;                  // median single-token step, all reps pooled
   size_t weight_bytes = 0;                   // weights held in memory
   size_t bytes_per_token = 0;                // weight bytes one decoded token reads

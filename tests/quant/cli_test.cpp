@@ -89,5 +89,23 @@ TEST(KlCli, NeedsQuant) {
   EXPECT_NE(test::run_cmd(kBin + " kl --model " + dir + " 2>/dev/null").status, 0);
 }
 
+// A batch decodes its sequences together, with drafts where asked.
+TEST(BenchCli, BatchWithSpeculativeDrafts) {
+  const std::string dir = test::fixture("tiny-deepseek-v3-mtp");
+  if (dir.empty()) GTEST_SKIP() << "no tiny-deepseek-v3-mtp fixture";
+  const auto r = test::run_cmd(kBin + " bench --model " + dir +
+                               " -P 8 -n 6 -b 3 --threads 2 --no-bandwidth --speculative mtp --draft 2 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("batch"), 3);
+  EXPECT_GT(j.at("decode_tok_s").get<double>(), 0.0);
+  const auto& s = j.at("speculative");
+  EXPECT_GT(s.at("drafted").get<int64_t>(), 0);
+  EXPECT_LE(s.at("accepted").get<int64_t>(), s.at("drafted").get<int64_t>());
+  // Three sequences of six tokens, each step emitting at least one token per sequence.
+  EXPECT_GE(s.at("tokens_per_step").get<double>(), 1.0);
+}
+
 }  // namespace
 }  // namespace fathom
+
