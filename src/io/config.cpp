@@ -1,4 +1,5 @@
 #include "io/config.h"
+#include "io/gguf_config.h"
 
 #include <sys/stat.h>
 
@@ -327,6 +328,7 @@ json read_config_json(const std::string& path) {
 }
 
 ModelConfig ModelConfig::load(const std::string& dir) {
+  if (is_gguf_path(dir)) return gguf_model_config(GgufModel::open(dir));
   return from_json(read_config_json((std::filesystem::path(dir) / "config.json").string()));
 }
 

@@ -33,6 +33,9 @@ struct RopeScaling {
   // llama3: wavelengths below original/high_freq_factor keep their frequency, above
   // original/low_freq_factor are divided by `factor`, and those between are blended.
   double low_freq_factor = 1, high_freq_factor = 4;
+  // Per-pair divisors of the inverse frequency, applied after `type` (GGUF's `rope_freqs`
+  // tensor, how Llama-3 scaling is stored there); empty: none.
+  std::vector<float> freq_divisors;
 };
 
 // Routing works on fixed-size stack arrays; DeepSeek-V3 has 256 routed experts.
@@ -106,7 +109,7 @@ struct ModelConfig {
   double attn_scale() const;
 
   static ModelConfig from_json(const nlohmann::json& j);
-  static ModelConfig load(const std::string& model_dir);  // reads model_dir/config.json
+  static ModelConfig load(const std::string& model_dir);  // reads model_dir/config.json, or a .gguf file's metadata
 };
 
 // Reads and parses a JSON file (a config.json, a shard index) as it is, without checking its fields.

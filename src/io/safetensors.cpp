@@ -206,6 +206,15 @@ const TensorView& TensorStore::get(std::string_view name) const {
   return *t;
 }
 
+TensorStore TensorStore::from_views(std::vector<TensorView> views, std::shared_ptr<const void> keep) {
+  TensorStore st;
+  st.keep_ = std::move(keep);
+  for (TensorView& v : views)
+    if (auto [it, fresh] = st.tensors_.try_emplace(v.name, std::move(v)); !fresh)
+      fail("tensor '{}' is listed twice", it->first);
+  return st;
+}
+
 void TensorStore::release(const TensorView& t, Edges edges) const {
   const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
   const uintptr_t in = edges == Edges::Keep ? page - 1 : 0, out = edges == Edges::Keep ? 0 : page - 1;

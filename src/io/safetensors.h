@@ -57,6 +57,9 @@ SafetensorsHeader parse_safetensors(const uint8_t* buf, size_t file_size, std::s
 class TensorStore {
  public:
   static TensorStore open(const std::string& path);  // dir or file
+  // A store over tensors held elsewhere (e.g. converted from a GGUF file); `keep` owns the
+  // memory the views point into and lives as long as the store.
+  static TensorStore from_views(std::vector<TensorView> views, std::shared_ptr<const void> keep);
   const TensorView* find(std::string_view name) const;
   const TensorView& get(std::string_view name) const;  // throws if missing
   const std::map<std::string, TensorView, std::less<>>& all() const { return tensors_; }
@@ -71,6 +74,7 @@ class TensorStore {
 
  private:
   std::vector<std::unique_ptr<MappedFile>> files_;
+  std::shared_ptr<const void> keep_;
   std::map<std::string, TensorView, std::less<>> tensors_;
 };
 

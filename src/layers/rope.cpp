@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/error.h"
+
 namespace fathom {
 
 static double yarn_get_mscale(double scale, double m) { return scale <= 1 ? 1.0 : 0.1 * m * std::log(scale) + 1.0; }
@@ -63,6 +65,11 @@ Rope::Rope(const ModelConfig& cfg, int64_t dim, bool interleaved) : dim_(dim), i
       }
       break;
     }
+  }
+  if (!rs.freq_divisors.empty()) {
+    if (int64_t(rs.freq_divisors.size()) != half)
+      fail("rope: {} frequency divisors for {} rotary pairs", rs.freq_divisors.size(), half);
+    for (int64_t i = 0; i < half; ++i) inv_freq_[i] /= rs.freq_divisors[i];
   }
 }
 

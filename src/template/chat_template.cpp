@@ -1,5 +1,7 @@
 #include "template/chat_template.h"
 
+#include "io/gguf_config.h"
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -53,10 +55,16 @@ ChatTemplate ChatTemplate::load(const std::string& model_dir) {
   namespace fs = std::filesystem;
   fs::path cfg_path = fs::path(model_dir) / "tokenizer_config.json";
   nlohmann::json cfg;
-  try {
-    cfg = nlohmann::json::parse(read_file(cfg_path));
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: invalid JSON: {}", cfg_path.string(), e.what());
+  if (is_gguf_path(model_dir)) {
+    // A GGUF file carries the template and special tokens in its metadata.
+    cfg_path = model_dir;
+    cfg = gguf_tokenizer_config(GgufModel::open(model_dir).metadata());
+  } else {
+    try {
+      cfg = nlohmann::json::parse(read_file(cfg_path));
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}: invalid JSON: {}", cfg_path.string(), e.what());
+    }
   }
   std::string source;
   auto it = cfg.find("chat_template");

@@ -1,5 +1,7 @@
 #include "tokenizer/tokenizer.h"
 
+#include "io/gguf_config.h"
+
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -160,6 +162,17 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json) {
 }
 
 Tokenizer Tokenizer::load(const std::string& model_dir) {
+  if (is_gguf_path(model_dir)) {
+    const GgufModel gguf = GgufModel::open(model_dir);
+    const GgufMetadata& md = gguf.metadata();
+    Tokenizer t = from_json(gguf_tokenizer_json(md));
+    const auto n = uint64_t(t.vocab_size());
+    if (md.has("tokenizer.ggml.bos_token_id") && md.get_u64("tokenizer.ggml.bos_token_id") < n)
+      t.impl_->bos = int32_t(md.get_u64("tokenizer.ggml.bos_token_id"));
+    if (md.has("tokenizer.ggml.eos_token_id") && md.get_u64("tokenizer.ggml.eos_token_id") < n)
+      t.impl_->eos = int32_t(md.get_u64("tokenizer.ggml.eos_token_id"));
+    return t;
+  }
   const std::string path = model_dir + "/tokenizer.json";
   // The likeliest first error: a checkpoint copied without its tokenizer files.
   if (!std::filesystem::exists(path))
