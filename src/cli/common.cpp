@@ -57,7 +57,7 @@ AttnMode parse_attn(const std::string& s) {
 }
 
 void ModelArgs::add(CLI::App* sub, bool with_quant) {
-  sub->add_option("--model", model, "checkpoint directory (config.json + safetensors)")->required();
+  sub->add_option("--model", model, "checkpoint directory (config.json + safetensors) or .gguf file")->required();
   sub->add_option("--threads", threads, "worker threads (default: all cores)")->check(at_least(0));
   sub->add_option("--attn", attn, "MLA attention: absorbed (default) or naive");
   if (with_quant) sub->add_option("--quant", quant, "requantize weights at load: q8_0 | q4_0");

@@ -50,9 +50,9 @@ struct SpeculativeArgs {
 // read from when the checkpoint directory lacks them.
 inline void add_tokenizer_option(CLI::App* sub, std::string& dir) {
   sub->add_option("--tokenizer", dir,
-                  "directory with tokenizer.json and tokenizer_config.json (chat template); "
-                  "default: the --model directory")
-      ->check(CLI::ExistingDirectory);
+                  "directory with tokenizer.json and tokenizer_config.json (chat template), or a .gguf "
+                  "file; default: the --model directory or file")
+      ->check(CLI::ExistingPath);
 }
 inline const std::string& tokenizer_dir(const std::string& model_dir, const std::string& tokenizer) {
   return tokenizer.empty() ? model_dir : tokenizer;

@@ -60,9 +60,9 @@ void add_template(CLI::App& app) {
       "Render chat requests with the model's chat template. stdin: JSONL {\"messages\": [...], "
       "\"add_generation_prompt\": bool, other keys are template globals}; stdout: JSONL {\"text\", \"ids\"}");
   // Only the tokenizer files are read, so --tokenizer (as run/chat/serve spell it) is the same option.
-  sub->add_option("--model,--tokenizer", o->model, "Directory with tokenizer_config.json (and tokenizer.json)")
+  sub->add_option("--model,--tokenizer", o->model, "Directory with tokenizer_config.json (and tokenizer.json), or a .gguf file")
       ->required()
-      ->check(CLI::ExistingDirectory);
+      ->check(CLI::ExistingPath);
   sub->add_flag("--text-only", o->text_only, "Write only the text (no tokenizer needed)");
   sub->callback([o] { run(*o); });
 }

@@ -53,7 +53,7 @@ void add_tokenize(CLI::App& app) {
   auto* sub = app.add_subcommand(
       "tokenize", "Tokenize JSONL from stdin: one JSON string per line in, one JSON array of ids per line out");
   // Only the tokenizer is read, so --tokenizer (as run/chat/serve spell it) is the same option.
-  sub->add_option("--model,--tokenizer", opts->model, "Directory holding tokenizer.json (and tokenizer_config.json)")
+  sub->add_option("--model,--tokenizer", opts->model, "Directory holding tokenizer.json (and tokenizer_config.json), or a .gguf file")
       ->required();
   sub->add_flag("--decode", opts->decode, "Decode instead: JSON arrays of ids in, JSON strings out");
   sub->add_flag("--skip-special", opts->skip_special, "With --decode, drop special tokens");

@@ -1,13 +1,12 @@
 #include "template/chat_template.h"
 
-#include "io/gguf_config.h"
-
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "core/error.h"
 #include "core/files.h"
+#include "io/gguf_config.h"
 #include "template/errors.h"
 
 namespace fathom {

@@ -1,7 +1,5 @@
 #include "tokenizer/tokenizer.h"
 
-#include "io/gguf_config.h"
-
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -9,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "io/gguf_config.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "tokenizer/unicode.h"
 

@@ -53,6 +53,8 @@ struct Bf16Case {
   const char* fixture;  // tests/data/fixtures/<fixture>/golden.safetensors
 };
 
+void PrintTo(const Bf16Case& c, std::ostream* os) { *os << c.file; }
+
 class GgufBf16 : public ::testing::TestWithParam<Bf16Case> {};
 
 TEST_P(GgufBf16, LogitsMatchHfReference) {
