@@ -13,6 +13,7 @@ void add_serve(CLI::App& app);        // serve.cpp
 void add_bench(CLI::App& app);        // bench.cpp
 void add_init_random(CLI::App& app);  // init_random.cpp
 void add_quantize(CLI::App& app);     // quantize.cpp
+void add_dequantize(CLI::App& app);   // dequantize.cpp
 void add_kl(CLI::App& app);           // kl.cpp
 void add_grad(CLI::App& app);         // grad.cpp
 void add_train(CLI::App& app);        // train.cpp

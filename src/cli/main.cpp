@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   add_bench(app);
   add_init_random(app);
   add_quantize(app);
+  add_dequantize(app);
   add_kl(app);
   add_grad(app);
   add_train(app);
