@@ -2,62 +2,37 @@
 #include <cstring>
 #include <filesystem>
 #include <regex>
+#include <vector>
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "io/ggml_quants.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
 
 namespace fathom {
 namespace fs = std::filesystem;
 
-// ---- GGML types ----
+// ---- GGML types: the one table and dequantizer (io/ggml_quants) ----
 
 const GgufTypeLayout* gguf_type_layout(uint32_t type) {
-  // Indexed by GGML type id; ids 4 and 5 were retired from the format. Bytes per block follow
-  // each block's struct: e.g. Q8_0 is an f16 scale and 32 int8, Q4_K two f16, 12 bytes of
-  // packed scales and 128 bytes of nibbles.
-  static const GgufTypeLayout table[] = {
-      {"F32", 1, 4, true},         {"F16", 1, 2, true},        {"Q4_0", 32, 18, false},
-      {"Q4_1", 32, 20, false},     {nullptr, 0, 0, false},     {nullptr, 0, 0, false},
-      {"Q5_0", 32, 22, false},     {"Q5_1", 32, 24, false},    {"Q8_0", 32, 34, true},
-      {"Q8_1", 32, 36, false},     {"Q2_K", 256, 84, false},   {"Q3_K", 256, 110, false},
-      {"Q4_K", 256, 144, false},   {"Q5_K", 256, 176, false},  {"Q6_K", 256, 210, false},
-      {"Q8_K", 256, 292, false},   {"IQ2_XXS", 256, 66, false}, {"IQ2_XS", 256, 74, false},
-      {"IQ3_XXS", 256, 98, false}, {"IQ1_S", 256, 50, false},  {"IQ4_NL", 32, 18, false},
-      {"IQ3_S", 256, 110, false},  {"IQ2_S", 256, 82, false},  {"IQ4_XS", 256, 136, false},
-      {"I8", 1, 1, false},         {"I16", 1, 2, false},       {"I32", 1, 4, false},
-      {"I64", 1, 8, false},        {"F64", 1, 8, false},       {"IQ1_M", 256, 56, false},
-      {"BF16", 1, 2, true},
-  };
-  if (type >= std::size(table) || !table[type].name) return nullptr;
+  // Built once from ggml::type_info, in GGUF's own struct (ids 4 and 5 stay null).
+  static const std::vector<GgufTypeLayout> table = [] {
+    std::vector<GgufTypeLayout> t;
+    for (uint32_t id = 0; id < 64; ++id) {
+      const ggml::TypeInfo* i = ggml::type_info(id);
+      t.push_back(i ? GgufTypeLayout{i->name, i->block_values, i->block_bytes, i->supported}
+                    : GgufTypeLayout{nullptr, 0, 0, false});
+    }
+    return t;
+  }();
+  if (type >= table.size() || !table[type].name) return nullptr;
   return &table[type];
 }
 
-// The one place tensor bytes become floats. The plain types and Q8_0 are decoded here; the
-// other block types need the GGML dequantizers.
 void gguf_dequantize(uint32_t type, const void* src, float* dst, int64_t n) {
-  const auto* p = static_cast<const uint8_t*>(src);
-  auto u16 = [&](int64_t byte) { return uint16_t(p[byte] | (p[byte + 1] << 8)); };
-  switch (type) {
-    case 0:  // F32
-      std::memcpy(dst, src, size_t(n) * 4);
-      return;
-    case 1:  // F16
-      for (int64_t k = 0; k < n; ++k) dst[k] = f16_to_f32(u16(2 * k));
-      return;
-    case 30:  // BF16
-      for (int64_t k = 0; k < n; ++k) dst[k] = bf16_to_f32(u16(2 * k));
-      return;
-    case 8:  // Q8_0: block = f16 scale d, int8 q[32]; x = d * q
-      for (int64_t b = 0; b < n / 32; ++b) {
-        const float d = f16_to_f32(u16(34 * b));
-        for (int k = 0; k < 32; ++k) dst[32 * b + k] = float(int8_t(p[34 * b + 2 + k])) * d;
-      }
-      return;
-  }
-  const GgufTypeLayout* l = gguf_type_layout(type);
-  fail("dequantizing GGML type {} is not supported", l ? l->name : std::to_string(type));
+  if (!gguf_type_layout(type)) fail("GGML type {} is unknown", type);
+  ggml::dequantize_row(ggml::Type(type), src, dst, n);
 }
 
 // ---- split names ----
