@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "io/ggml_quants.h"
 #include "io/gguf.h"
 
 namespace fathom {
@@ -12,11 +13,11 @@ namespace {
 // GGML type ids whose blocks fathom reads as they are.
 std::optional<DType> direct_dtype(uint32_t ggml_type) {
   switch (ggml_type) {
-    case 0: return DType::F32;
-    case 1: return DType::F16;
-    case 2: return DType::Q4_0;  // f16 d, 16 bytes of nibbles (low: 0..15, high: 16..31)
-    case 8: return DType::Q8_0;  // f16 d, 32 int8
-    case 30: return DType::BF16;
+    case uint32_t(ggml::Type::F32): return DType::F32;
+    case uint32_t(ggml::Type::F16): return DType::F16;
+    case uint32_t(ggml::Type::Q4_0): return DType::Q4_0;  // f16 d, 16 bytes of nibbles (low: 0..15, high: 16..31)
+    case uint32_t(ggml::Type::Q8_0): return DType::Q8_0;  // f16 d, 32 int8
+    case uint32_t(ggml::Type::BF16): return DType::BF16;
     default: return std::nullopt;
   }
 }

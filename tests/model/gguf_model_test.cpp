@@ -1,6 +1,6 @@
 // GGUF models end to end, against independent references: the BF16 files (which hold the
 // HF fixtures' bf16 weights exactly) must give the HF transformers logits within 1e-3; the
-// Q8_0 files must agree with llama.cpp's own logits on the same file (KL <= 0.01 as a mean
+// quantized files must agree with llama.cpp's own logits on the same file (KL <= 0.01 as a mean
 // that drops the worst 5% of positions, where a routing near-tie may flip).
 #include <gtest/gtest.h>
 
@@ -84,12 +84,13 @@ INSTANTIATE_TEST_SUITE_P(Tiny, GgufBf16,
                                            Bf16Case{"tiny-qwen2.BF16.gguf", "tiny-qwen2"},
                                            Bf16Case{"tiny-llama3.BF16.gguf", "tiny-llama3"}));
 
-class GgufQ8 : public ::testing::TestWithParam<const char*> {};
+// A file stem: NAME.gguf with llama.cpp's logits in NAME.golden.safetensors.
+class GgufQuant : public ::testing::TestWithParam<const char*> {};
 
-TEST_P(GgufQ8, KlAgainstLlamaCppLogits) {
+TEST_P(GgufQuant, KlAgainstLlamaCppLogits) {
   const std::string name = GetParam();
-  auto model = load(name + ".Q8_0.gguf");
-  const TensorStore golden = TensorStore::open(kGguf + name + ".Q8_0.golden.safetensors");
+  auto model = load(name + ".gguf");
+  const TensorStore golden = TensorStore::open(kGguf + name + ".golden.safetensors");
   const int64_t V = model->config().vocab_size;
   std::vector<double> kls;
   for (int n = 0; golden.find("input_ids." + std::to_string(n)); ++n) {
@@ -108,8 +109,10 @@ TEST_P(GgufQ8, KlAgainstLlamaCppLogits) {
   EXPECT_LE(mean, 0.01) << name;
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiny, GgufQ8,
-                         ::testing::Values("tiny-deepseek-v3", "tiny-deepseek-v2-lite", "tiny-qwen2", "tiny-llama3"));
+// The small model's Q4_K_M mixes Q4_K, Q5_0 (attn_k_b) and Q6_K, dequantized at load.
+INSTANTIATE_TEST_SUITE_P(Files, GgufQuant,
+                         ::testing::Values("tiny-deepseek-v3.Q8_0", "tiny-deepseek-v2-lite.Q8_0", "tiny-qwen2.Q8_0",
+                                           "tiny-llama3.Q8_0", "small-deepseek-v3.Q4_K_M"));
 
 TEST(GgufModel, ConfigFromMetadata) {
   auto m = load("tiny-deepseek-v3.BF16.gguf");
