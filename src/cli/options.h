@@ -52,7 +52,8 @@ inline void add_tokenizer_option(CLI::App* sub, std::string& dir) {
   sub->add_option("--tokenizer", dir,
                   "directory with tokenizer.json and tokenizer_config.json (chat template), or a .gguf "
                   "file; default: the --model directory or file")
-      ->check(CLI::ExistingPath);
+      ->check(CLI::Validator(CLI::ExistingPath).description(""))  // a short label keeps the help's columns
+      ->type_name("PATH");
 }
 inline const std::string& tokenizer_dir(const std::string& model_dir, const std::string& tokenizer) {
   return tokenizer.empty() ? model_dir : tokenizer;

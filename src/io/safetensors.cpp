@@ -216,6 +216,9 @@ TensorStore TensorStore::from_views(std::vector<TensorView> views, std::shared_p
 }
 
 void TensorStore::release(const TensorView& t, Edges edges) const {
+  // A store built from views (a GGUF file) may hold tensors in heap buffers, where dropping
+  // pages would zero them: only mapped checkpoints give pages back.
+  if (keep_) return;
   const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
   const uintptr_t in = edges == Edges::Keep ? page - 1 : 0, out = edges == Edges::Keep ? 0 : page - 1;
   const uintptr_t b = (reinterpret_cast<uintptr_t>(t.data) + in) & ~(page - 1);
