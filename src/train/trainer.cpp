@@ -225,6 +225,8 @@ void run_training(const TrainOpts& o, const Dist& dist) {
     SaveOpts so;
     so.dir = dir;
     so.config = m->config_json();
+    // The weights are written in bf16 or f32: a source's FP8 quantization no longer applies.
+    so.config.erase("quantization_config");
     so.params = m->params();
     so.dtype = dtype;
     // A model trained from ids alone may have no tokenizer to copy.

@@ -253,4 +253,38 @@ TEST(Sft, ChatExamplesTrain) {
   fs::remove_all(dir);
 }
 
+// A model trained from an FP8 checkpoint is saved in bf16 without the FP8 quantization config,
+// and inference loads it.
+TEST(FromFp8, SavesWithoutTheQuantizationConfig) {
+  const fs::path dir = tmpdir("fp8");
+  Cmd ids = sh(kBin + " train --model " + kData + "/fixtures/tiny-deepseek-v3-fp8 --ids-file " +
+               golden("tiny-deepseek-v3") + " --steps 1 --json --threads 1 2>&1");
+  EXPECT_NE(ids.status, 0) << "the golden batch's ids exceed the fp8 fixture's vocabulary: a clear error";
+  EXPECT_NE(ids.out.find("outside the vocabulary"), std::string::npos) << ids.out;
+  // An ids file of 2 × 16 ids below the fixture's vocabulary of 512, in safetensors' layout.
+  const fs::path idf = dir / "ids.safetensors";
+  {
+    std::string head = R"({"input_ids":{"dtype":"I64","shape":[2,16],"data_offsets":[0,256]}})";
+    head.append((8 - head.size() % 8) % 8, ' ');
+    std::ofstream f(idf, std::ios::binary);
+    const uint64_t n = head.size();
+    f.write(reinterpret_cast<const char*>(&n), 8);
+    f << head;
+    for (int64_t i = 0; i < 32; ++i) {
+      const int64_t id = (i * 37 + 11) % 512;
+      f.write(reinterpret_cast<const char*>(&id), 8);
+    }
+  }
+  Cmd c = sh(kBin + " train --model " + kData + "/fixtures/tiny-deepseek-v3-fp8 --ids-file " + idf.string() +
+             " --steps 2 --json --threads 1 --out " + (dir / "m").string());
+  ASSERT_EQ(c.status, 0) << c.out;
+  std::ifstream f(dir / "m" / "config.json");
+  const auto cfg = nlohmann::json::parse(f);
+  EXPECT_FALSE(cfg.contains("quantization_config"));
+  EXPECT_EQ(cfg.at("torch_dtype"), "bfloat16");
+  Cmd g = sh(kBin + " generate --model " + (dir / "m").string() + " --ids 1,2,3 -n 2 --threads 1");
+  EXPECT_EQ(g.status, 0) << g.out;
+  fs::remove_all(dir);
+}
+
 }  // namespace
