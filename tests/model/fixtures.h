@@ -2,6 +2,8 @@
 // Finds the golden fixtures: tests/data/fixtures/tiny-* and, when present beside the repo,
 // shared/fixtures/tiny-* (so new reference checkpoints are picked up without a copy).
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -50,6 +52,34 @@ inline float max_abs_diff(const float* a, const float* b, size_t n) {
   float m = 0;
   for (size_t i = 0; i < n; ++i) m = std::max(m, std::abs(a[i] - b[i]));
   return m;
+}
+
+// KL(p || q) over one row of V logits, natural log, in double.
+inline double kl(const float* p, const float* q, int64_t V) {
+  auto log_softmax = [&](const float* x) {
+    double mx = x[0], s = 0;
+    for (int64_t i = 0; i < V; ++i) mx = std::max(mx, double(x[i]));
+    for (int64_t i = 0; i < V; ++i) s += std::exp(double(x[i]) - mx);
+    std::vector<double> out(static_cast<size_t>(V));
+    for (int64_t i = 0; i < V; ++i) out[size_t(i)] = double(x[i]) - mx - std::log(s);
+    return out;
+  };
+  const auto lp = log_softmax(p), lq = log_softmax(q);
+  double k = 0;
+  for (int64_t i = 0; i < V; ++i) k += std::exp(lp[size_t(i)]) * (lp[size_t(i)] - lq[size_t(i)]);
+  return k;
+}
+
+// The mean that drops the largest round(5%) of the values, at least one: a routing near-tie can
+// flip one position under a different activation rounding, and that one position should not
+// decide a file's verdict.
+inline double trimmed_mean(std::vector<double> v) {
+  if (v.size() < 2) return v.empty() ? 0.0 : v[0];
+  std::sort(v.begin(), v.end());
+  const size_t drop = std::max<size_t>(1, size_t(std::lround(0.05 * double(v.size()))));
+  double sum = 0;
+  for (size_t i = 0; i + drop < v.size(); ++i) sum += v[i];
+  return sum / double(v.size() - drop);
 }
 
 }  // namespace fathom::test

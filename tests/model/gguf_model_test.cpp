@@ -32,22 +32,6 @@ std::unique_ptr<Model> load(const std::string& file) {
   return load_model(kGguf + file, lo);
 }
 
-// KL(p || q) over one row of logits, natural log, in double.
-double kl(const float* p, const float* q, int64_t V) {
-  auto log_softmax = [&](const float* x) {
-    double mx = x[0], s = 0;
-    for (int64_t i = 0; i < V; ++i) mx = std::max(mx, double(x[i]));
-    for (int64_t i = 0; i < V; ++i) s += std::exp(double(x[i]) - mx);
-    std::vector<double> out(static_cast<size_t>(V));
-    for (int64_t i = 0; i < V; ++i) out[size_t(i)] = double(x[i]) - mx - std::log(s);
-    return out;
-  };
-  const auto lp = log_softmax(p), lq = log_softmax(q);
-  double k = 0;
-  for (int64_t i = 0; i < V; ++i) k += std::exp(lp[size_t(i)]) * (lp[size_t(i)] - lq[size_t(i)]);
-  return k;
-}
-
 struct Bf16Case {
   const char* file;
   const char* fixture;  // tests/data/fixtures/<fixture>/golden.safetensors
@@ -98,14 +82,10 @@ TEST_P(GgufQuant, KlAgainstLlamaCppLogits) {
     const auto ref = test::f32(golden.get("llama_cpp_logits." + std::to_string(n)));
     const auto got = forward(*model, ids, AttnMode::Absorbed);
     ASSERT_EQ(got.size(), ref.size());
-    for (size_t t = 0; t < ids.size(); ++t) kls.push_back(kl(ref.data() + t * V, got.data() + t * V, V));
+    for (size_t t = 0; t < ids.size(); ++t) kls.push_back(test::kl(ref.data() + t * V, got.data() + t * V, V));
   }
   ASSERT_FALSE(kls.empty());
-  std::sort(kls.begin(), kls.end());
-  const size_t drop = std::max<size_t>(1, size_t(std::lround(0.05 * double(kls.size()))));
-  double mean = 0;
-  for (size_t i = 0; i + drop < kls.size(); ++i) mean += kls[i];
-  mean /= double(kls.size() - drop);
+  const double mean = test::trimmed_mean(kls);
   EXPECT_LE(mean, 0.01) << name;
 }
 
