@@ -27,11 +27,13 @@ void add_task(CLI::App& app) {
   sub->add_option("--kind", a->kind,
                   "text = documents for pretraining, sft = R1-format chat examples, problems = prompts and "
                   "answers for GRPO and evaluation")
-      ->check(CLI::IsMember({"text", "sft", "problems"}));
+      ->check(CLI::IsMember({"text", "sft", "problems"}).description(""))  // choices are in the text
+      ->type_name("KIND");
   sub->add_option("--n", a->n, "number of problems (problems 0..n-1 of the seed)")->check(at_least(0));
   sub->add_option("--seed", a->seed, "seed; the same seed gives the same problems");
-  sub->add_option("--difficulty", a->difficulty, "a level D (1-6), a range A-B, or mix (every level)");
-  sub->add_option("--out", a->out, "JSONL file to write (default: standard output)");
+  sub->add_option("--difficulty", a->difficulty, "a level D (1-6), a range A-B, or mix (every level)")
+      ->type_name("D|A-B|mix");
+  sub->add_option("--out", a->out, "JSONL file to write (default: standard output)")->type_name("FILE");
   sub->add_flag("--no-think", a->no_think, "text and sft: answer after an empty think block (the ablation)");
   sub->callback([a] {
     tasks::DataOpts o;
