@@ -18,5 +18,6 @@ void add_kl(CLI::App& app);           // kl.cpp
 void add_grad(CLI::App& app);         // grad.cpp
 void add_train(CLI::App& app);        // train.cpp
 void add_plot(CLI::App& app);         // plot.cpp
+void add_task(CLI::App& app);         // task.cpp
 
 }  // namespace fathom::cli

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   add_grad(app);
   add_train(app);
   add_plot(app);
+  add_task(app);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) {  // plain `fathom`: the usage, not an error
