@@ -59,8 +59,9 @@ struct AddedSplit {
   AddedSplit() {
     std::vector<std::string> sp = bpe_special_tokens(), ad = bpe_added_tokens();
     std::vector<AddedToken> st, at;
-    for (const std::string& s : sp) st.push_back({.content = s, .special = true, .normalized = false});
-    for (const std::string& s : ad) at.push_back({.content = s});
+    // Any id >= 0 marks a segment as an added token; the value is not used.
+    for (const std::string& s : sp) st.push_back({.content = s, .id = 0, .special = true, .normalized = false});
+    for (const std::string& s : ad) at.push_back({.content = s, .id = 0});
     special = AddedMatcher(sp, std::move(st));
     other = AddedMatcher(ad, std::move(at));
   }
