@@ -7,6 +7,7 @@ namespace fathom::cli {
 void add_logits(CLI::App& app);       // logits.cpp
 void add_generate(CLI::App& app);     // generate.cpp
 void add_tokenize(CLI::App& app);     // tokenize.cpp
+void add_tokenizer_train(CLI::App& app);  // tokenizer_train.cpp
 void add_template(CLI::App& app);     // template.cpp
 void add_run(CLI::App& app);          // run.cpp  (also `chat`)
 void add_serve(CLI::App& app);        // serve.cpp

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   add_logits(app);
   add_generate(app);
   add_tokenize(app);
+  add_tokenizer_train(app);
   add_template(app);
   add_run(app);
   add_serve(app);

@@ -102,7 +102,8 @@ TEST(Help, NoArgumentsPrintsTheUsage) {
 // Every option of every command has a description, and a value option with a default shows it.
 TEST(Help, DescribesEveryOptionWithItsDefault) {
   for (const char* cmd : {"run", "chat", "serve", "generate", "logits", "tokenize", "template", "bench",
-                          "init-random", "quantize", "dequantize", "kl", "plot", "task"}) {
+                          "init-random", "quantize", "dequantize", "kl", "plot", "task", "tokenizer-train",
+                          "train", "grad"}) {
     const Cmd r = sh(kBin + " " + cmd + " --help");
     ASSERT_EQ(r.status, 0) << cmd << ": " << r.out;
     std::istringstream in(r.out);
