@@ -80,6 +80,7 @@ void dequantize_row(Type t, const void* src_v, float* dst, int64_t n) {
   if (n < 0 || n % info->block_values != 0)
     fail("GGUF type {}: {} values is not a whole number of {}-value blocks", info->name, n,
          info->block_values);
+  if (n == 0) return;  // an empty tensor: its data pointer may be null
   const auto* src = static_cast<const uint8_t*>(src_v);
   const int64_t nb = n / info->block_values;
   switch (t) {

@@ -396,3 +396,18 @@ TEST(GgmlDequant, PlainTypesAndQ8K) {
 
 }  // namespace
 }  // namespace fathom::ggml
+
+namespace fathom::ggml {
+namespace {
+
+// An empty tensor (its data pointer may be null) dequantizes to nothing, for every type.
+TEST(GgmlEmpty, ZeroValuesTouchNothing) {
+  for (uint32_t id = 0; id < 64; ++id) {
+    const TypeInfo* i = type_info(id);
+    if (!i || !i->supported) continue;
+    EXPECT_NO_THROW(dequantize_row(Type(id), nullptr, nullptr, 0)) << i->name;
+  }
+}
+
+}  // namespace
+}  // namespace fathom::ggml
