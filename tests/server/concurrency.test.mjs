@@ -117,15 +117,17 @@ test('32 concurrent streams equal the same requests run alone; aborted ones free
   });
 
 test('past the queue limit the server answers 429', { timeout: 60000 }, async () => {
-  const small = await startServer(['--max-batch', '1', '--queue', '1', '--ctx', '256']);
+  // The first request must still hold the only slot when the third arrives: 4000 tokens take
+  // seconds even on a fast machine, where 200 could finish within the wait below.
+  const small = await startServer(['--max-batch', '1', '--queue', '1', '--ctx', '4096']);
   try {
     const c = new OpenAI({ apiKey: 'none', baseURL: `${small.base}/v1`, maxRetries: 0 });
-    const body = { model: 'x', prompt: 'busy', max_tokens: 200, temperature: 0 };
+    const body = { model: 'x', prompt: 'busy', max_tokens: 4000, temperature: 0 };
     const first = c.completions.create({ ...body, stream: true });
     const s1 = await first;
     const it = s1[Symbol.asyncIterator]();
     await it.next();  // the only slot is now taken
-    const second = c.completions.create(body);  // queued
+    const second = c.completions.create({ ...body, max_tokens: 8 });  // queued
     await sleep(200);
     await assert.rejects(c.completions.create(body), (e) => e.status === 429 && e.error?.type === 'rate_limit_error');
     s1.controller.abort();
