@@ -36,12 +36,7 @@ void Transformer::mtp_forward(int64_t module, const std::vector<MtpChunk>& batch
   be.matmul(*m.eh_proj, cat, R, x);
   trace(opts, "mtp.eh_proj", x);
 
-  LayerCtx ctx;
-  ctx.be = &be;
-  ctx.batch = &rows_;
-  ctx.cache = &cache;
-  ctx.acts = &acts_;
-  ctx.attn = opts.attn;
+  const LayerCtx ctx = layer_ctx(cache, opts.attn);
   decoder_layer_forward(m.layer, x, D, eps, ctx);
   trace(opts, "mtp.block_out", x);
   if (hidden_out) be.read(hidden_out, x, size_t(R * D));

@@ -77,12 +77,7 @@ void Transformer::forward(const std::vector<SeqChunk>& batch, KvCache& cache, fl
   be.embed(*embed_, tokens_.data(), R, x);
   trace(opts, "embed", x);
 
-  LayerCtx ctx;
-  ctx.be = &be;
-  ctx.batch = &rows_;
-  ctx.cache = &cache;
-  ctx.acts = &acts_;
-  ctx.attn = opts.attn;
+  const LayerCtx ctx = layer_ctx(cache, opts.attn);
   for (size_t l = 0; l < layers_.size(); ++l) {
     decoder_layer_forward(layers_[l], x, D, cfg_.rms_norm_eps, ctx);
     trace(opts, "layer." + std::to_string(l), x);
@@ -92,6 +87,16 @@ void Transformer::forward(const std::vector<SeqChunk>& batch, KvCache& cache, fl
   trace(opts, "final_norm", h);
   if (opts.final_hidden) be.read(opts.final_hidden, h, size_t(R * D));
   project_logits(*lm_head_, h, logits);
+}
+
+LayerCtx Transformer::layer_ctx(KvCache& cache, AttnMode attn) {
+  LayerCtx ctx;
+  ctx.be = be_.get();
+  ctx.batch = &rows_;
+  ctx.cache = &cache;
+  ctx.acts = &acts_;
+  ctx.attn = attn;
+  return ctx;
 }
 
 void Transformer::project_logits(const Weight& head, const float* h, float* logits) {

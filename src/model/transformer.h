@@ -61,6 +61,8 @@ class Transformer : public Model {
   void add_rows(int64_t slot, int64_t pos, const int32_t* tokens, int64_t n, bool all_logits, const KvCache& cache);
   // logits [NL, V] (host) = head · h[logit_rows_] (h: [R, D] backend), failing on NaN / Inf.
   void project_logits(const Weight& head, const float* h, float* logits);
+  // What a decoder layer of this forward runs with: the backend, the batch's rows, the cache.
+  LayerCtx layer_ctx(KvCache& cache, AttnMode attn);
   // Calls opts.trace with x [R, D] (backend memory) when tracing.
   void trace(const ForwardOpts& opts, const std::string& name, const float* x);
 
