@@ -4,7 +4,10 @@
 namespace fathom {
 
 std::unique_ptr<Model> load_model(const std::string& dir, const LoadOpts& opts) {
-  ModelConfig cfg = ModelConfig::load(dir);
+  return load_model(ModelConfig::load(dir), dir, opts);
+}
+
+std::unique_ptr<Model> load_model(ModelConfig cfg, const std::string& dir, const LoadOpts& opts) {
   switch (cfg.arch) {
     case Arch::DeepseekV3:
     case Arch::DeepseekV2: return build_deepseek(dir, std::move(cfg), opts);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/kv_cache.h"
+#include "io/safetensors.h"
 #include "io/config.h"
 #include "layers/common.h"
 #include "layers/ffn.h"
@@ -58,6 +59,9 @@ struct LoadOpts {
   // Scan every weight value for NaN/Inf (--check-weights); by default a bounded sample of
   // each tensor is checked.
   bool check_weights = false;
+  // Where the tensors come from instead of the directory's safetensors (e.g. a training
+  // run's weights in memory, for sampling from the current policy).
+  std::function<TensorStore()> store;
 };
 
 class Model {
@@ -98,5 +102,7 @@ class Model {
 
 // Loads a checkpoint directory (config.json + safetensors), picking the family from the config.
 std::unique_ptr<Model> load_model(const std::string& dir, const LoadOpts& opts = {});
+// A model from a parsed config and opts.store (required); `name` labels errors.
+std::unique_ptr<Model> load_model(ModelConfig cfg, const std::string& name, const LoadOpts& opts);
 
 }  // namespace fathom

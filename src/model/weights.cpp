@@ -57,7 +57,7 @@ static void check_counts(const TensorStore& store, const ModelConfig& cfg, const
 
 Weights::Weights(Backend& be, const std::string& dir, const ModelConfig& cfg, const RoleTable& table,
                  const LoadOpts& opts)
-    : store_(is_gguf_path(dir) ? gguf_tensor_store(dir, cfg, table) : TensorStore::open(dir)) {
+    : store_(opts.store ? opts.store() : is_gguf_path(dir) ? gguf_tensor_store(dir, cfg, table) : TensorStore::open(dir)) {
   const auto quant = parse_block_quant(opts.quant);
   if (!opts.experts.held.empty() && int64_t(opts.experts.held.size()) != cfg.n_routed_experts)
     fail("expert placement names {} experts, but the model has {}", opts.experts.held.size(), cfg.n_routed_experts);

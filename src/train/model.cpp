@@ -208,8 +208,25 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
     sum += cross_entropy(logits.data(), targets, n, V, sc, logits.data(), cx.pool, correct);
     if (backward) linear_bwd(cx, logits.data(), h, head_->w.data(), dh, head_->g.data(), n, D, V);
   };
-  head_ce(hN.data(), rows, tgt.data(), float(1.0 / double(std::max<int64_t>(scale.main_targets, 1))), dhN.data(),
-          st.main_sum, st.main_count, &st.main_correct);
+  if (obj.token_loss) {
+    logits.resize(size_t(rows * V));
+    linear_fwd(cx, hN.data(), head_->w.data(), logits.data(), rows, D, V);
+    std::vector<float> logp(static_cast<size_t>(rows)), ent(static_cast<size_t>(rows)), dlogp(static_cast<size_t>(rows), 0.f);
+    token_logprobs(logits.data(), tgt.data(), rows, V, logp.data(), ent.data(), cx.pool);
+    for (int64_t i = 0; i < rows; ++i)
+      if (tgt[size_t(i)] >= 0) {
+        ++st.main_count;
+        st.main_sum -= double(logp[size_t(i)]);
+      }
+    obj.token_loss(TokenTerms{rows, tgt.data(), logp.data(), ent.data(), dlogp.data()});
+    if (backward) {
+      token_logprob_grad(logits.data(), tgt.data(), dlogp.data(), rows, V, cx.pool);
+      linear_bwd(cx, logits.data(), hN.data(), head_->w.data(), dhN.data(), head_->g.data(), rows, D, V);
+    }
+  } else {
+    head_ce(hN.data(), rows, tgt.data(), float(1.0 / double(std::max<int64_t>(scale.main_targets, 1))), dhN.data(),
+            st.main_sum, st.main_count, &st.main_correct);
+  }
 
   // MTP modules: module k runs over rows i = 0..T-k-1 of each sequence.
   const float* prev = hN.data();  // [B, T-k+1, D] h^{k-1}

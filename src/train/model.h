@@ -23,10 +23,22 @@
 
 namespace fathom::train {
 
+// A per-token loss on the main head in place of its CE (GRPO's surrogate and KL): called once
+// per pass with every row's log-probability of its target and the entropy there; it fills
+// dlogp with dL/dlogp (the step's scaling included), or leaves it when there is no backward.
+struct TokenTerms {
+  int64_t rows = 0;                 // B * T; row b*T + t predicts token t+1 of sequence b
+  const int32_t* targets = nullptr; // [rows] the predicted token, -1 where none
+  const float* logp = nullptr;      // [rows] log p(target), 0 where none
+  const float* entropy = nullptr;   // [rows]
+  float* dlogp = nullptr;           // [rows] to fill (zeros on entry)
+};
+
 // The objective's weights (V3: λ 0.3 then 0.1, α 0.0001).
 struct Objective {
   double mtp_weight = 0;     // λ: L = L_main + λ · mean over MTP modules of their CE
   double balance_alpha = 0;  // α of the sequence-wise balance loss (0: off)
+  std::function<void(const TokenTerms&)> token_loss;  // set: replaces the main CE
 };
 
 // Denominators of the means, over the whole optimizer step (every micro-batch and rank), so

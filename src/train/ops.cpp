@@ -338,4 +338,53 @@ double cross_entropy(const float* logits, const int32_t* targets, int64_t rows, 
   return total;
 }
 
+void token_logprobs(float* logits, const int32_t* targets, int64_t rows, int64_t V, float* logp, float* entropy,
+                    ThreadPool* pool) {
+  const int nt = pool ? std::max(1, pool->size()) : 1;
+  std::vector<float> scratch(size_t(nt) * size_t(V));  // [threads, V] each thread's row copy
+  auto run = [&](int64_t b, int64_t e, int t) {
+    float* keep = scratch.data() + size_t(t) * size_t(V);
+    for (int64_t r = b; r < e; ++r) {
+      float* l = logits + r * V;
+      const int32_t tgt = targets[r];
+      logp[r] = 0.f;
+      entropy[r] = 0.f;
+      if (tgt < 0) continue;
+      FATHOM_CHECK(tgt < V, "token_logprobs: target {} outside the vocabulary of {}", tgt, V);
+      int64_t am = 0;
+      for (int64_t j = 1; j < V; ++j)
+        if (l[j] > l[am]) am = j;
+      std::copy(l, l + V, keep);
+      cpu::softmax(l, V);
+      // As in cross_entropy: p[argmax] = 1 / Σ exp(l - max) gives the log-sum-exp.
+      const double lse = double(keep[am]) - std::log(double(l[am]));
+      double pl = 0.0;
+      for (int64_t j = 0; j < V; ++j) pl += double(l[j]) * double(keep[j]);
+      logp[r] = float(double(keep[tgt]) - lse);
+      entropy[r] = float(lse - pl);
+    }
+  };
+  if (pool && nt > 1 && rows > 1) pool->parallel_for(rows, 1, run);
+  else run(0, rows, 0);
+}
+
+void token_logprob_grad(float* probs, const int32_t* targets, const float* dlogp, int64_t rows, int64_t V,
+                        ThreadPool* pool) {
+  auto run = [&](int64_t b, int64_t e, int) {
+    for (int64_t r = b; r < e; ++r) {
+      float* p = probs + r * V;
+      const int32_t tgt = targets[r];
+      if (tgt < 0) {
+        std::fill(p, p + V, 0.f);
+        continue;
+      }
+      const float g = dlogp[r];
+      for (int64_t j = 0; j < V; ++j) p[j] *= -g;
+      p[tgt] += g;
+    }
+  };
+  if (pool && pool->size() > 1 && rows > 1) pool->parallel_for(rows, 1, run);
+  else run(0, rows, 0);
+}
+
 }  // namespace fathom::train

@@ -68,4 +68,15 @@ void attention_bwd(const Seqs& s, const AttnDims& d, const float* q, const float
 double cross_entropy(const float* logits, const int32_t* targets, int64_t rows, int64_t V, float scale,
                      float* dlogits, ThreadPool* pool, int64_t* correct = nullptr);
 
+// Per-token terms of a policy-gradient loss (GRPO). Over rows of logits [rows, V] with
+// targets[rows] (-1: none): logp[r] = log softmax(logits)[target] and entropy[r] = the
+// softmax's entropy (both 0 on untargeted rows). The logits are overwritten by the softmax
+// probabilities, which token_logprob_grad then turns into the gradient.
+void token_logprobs(float* logits, const int32_t* targets, int64_t rows, int64_t V, float* logp, float* entropy,
+                    ThreadPool* pool);
+// In place on the probabilities token_logprobs left: dlogits = dlogp[r] * (onehot - p), the
+// gradient of Σ_r dlogp[r] · logp[r]; untargeted rows become 0.
+void token_logprob_grad(float* probs, const int32_t* targets, const float* dlogp, int64_t rows, int64_t V,
+                        ThreadPool* pool);
+
 }  // namespace fathom::train
