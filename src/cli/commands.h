@@ -20,5 +20,7 @@ void add_grad(CLI::App& app);         // grad.cpp
 void add_train(CLI::App& app);        // train.cpp
 void add_plot(CLI::App& app);         // plot.cpp
 void add_task(CLI::App& app);         // task.cpp
+void add_grpo(CLI::App& app);         // grpo.cpp
+void add_eval(CLI::App& app);         // eval.cpp
 
 }  // namespace fathom::cli

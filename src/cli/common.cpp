@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "cli/default_model.h"
 #include "cli/options.h"
 #include "core/error.h"
 
@@ -57,7 +58,10 @@ AttnMode parse_attn(const std::string& s) {
 }
 
 void ModelArgs::add(CLI::App* sub, bool with_quant) {
-  sub->add_option("--model", model, "checkpoint directory (config.json + safetensors) or .gguf file")->required();
+  sub->add_option("--model", model,
+                  "checkpoint directory (config.json + safetensors) or .gguf file (default: nano-R1, models/nano-r1)");
+  // Resolved once the command line is read, before the command runs.
+  sub->parse_complete_callback([this] { model = resolve_model(model); });
   sub->add_option("--threads", threads, "worker threads (default: all cores)")->check(at_least(0));
   sub->add_option("--attn", attn, "MLA attention: absorbed (default) or naive");
   if (with_quant) sub->add_option("--quant", quant, "requantize weights at load: q8_0 | q4_0");

@@ -33,6 +33,8 @@ int main(int argc, char** argv) {
   add_train(app);
   add_plot(app);
   add_task(app);
+  add_grpo(app);
+  add_eval(app);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) {  // plain `fathom`: the usage, not an error

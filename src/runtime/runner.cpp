@@ -15,6 +15,16 @@ Runner::Runner(Model& model, int64_t n_slots, int64_t max_ctx)
   produced_.reserve(size_t(n_slots));
 }
 
+std::vector<int64_t> Runner::share_prefix(int64_t src, int64_t n, const std::vector<int64_t>& keep) {
+  std::vector<int64_t> dst = sched_.share_prefix(src, n, keep);
+  const int64_t rows = sched_.cached_tokens(src), w = cache_.width();
+  if (rows == 0) return dst;
+  for (int64_t d : dst)
+    for (int64_t l = 0; l < cache_.n_layers(); ++l)
+      model_.backend().copy_rows({cache_.at(l, src, 0), rows, w, w}, {cache_.at(l, d, 0), rows, w, w});
+  return dst;
+}
+
 bool Runner::enable_speculation(int64_t max_draft) {
   if (model_.mtp_modules() == 0) return false;
   const int64_t n = sched_.n_slots(), V = vocab_, D = hidden_size_;

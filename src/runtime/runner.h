@@ -49,6 +49,10 @@ class Runner {
   bool enable_speculation(int64_t max_draft);
   const KvCache* mtp_cache() const { return mtp_cache_ ? &*mtp_cache_ : nullptr; }
 
+  // Gives `n` more free slots the KV of free slot `src`'s cached tokens (see
+  // Scheduler::share_prefix); returns those slots.
+  std::vector<int64_t> share_prefix(int64_t src, int64_t n, const std::vector<int64_t>& keep = {});
+
   // Runs one step; nothing happens when no running sequence gets a chunk. Returns the
   // tokens produced, in batch order (valid until the next step). Sequences that finish
   // leave the scheduler's running list with their finish reason set. A throwing forward

@@ -57,6 +57,24 @@ void Scheduler::finish(Sequence& s, FinishReason r, std::string error) {
   std::erase(running_, &s);
 }
 
+std::vector<int64_t> Scheduler::share_prefix(int64_t src, int64_t n, const std::vector<int64_t>& keep) {
+  if (src < 0 || src >= n_slots() || slots_[size_t(src)].busy) fail("scheduler: slot {} is not a free slot", src);
+  std::vector<int64_t> free;
+  for (int64_t i = 0; i < n_slots(); ++i)
+    if (i != src && !slots_[size_t(i)].busy && std::find(keep.begin(), keep.end(), i) == keep.end()) free.push_back(i);
+  std::stable_sort(free.begin(), free.end(),
+                   [&](int64_t a, int64_t b) { return slots_[size_t(a)].last_used < slots_[size_t(b)].last_used; });
+  if (int64_t(free.size()) > n) free.resize(size_t(n));
+  const Slot& from = slots_[size_t(src)];
+  for (int64_t d : free) {
+    Slot& to = slots_[size_t(d)];
+    to.cached = from.cached;
+    to.mtp_rows = 0;
+    to.last_used = from.last_used;
+  }
+  return free;
+}
+
 void Scheduler::clear_prefix_cache() {
   for (auto& sl : slots_)
     if (!sl.busy) {

@@ -31,6 +31,12 @@ class Scheduler {
   void admit(Sequence& s);
   // Ends a running sequence: its slot keeps the tokens whose KV it holds, for later prefixes.
   void finish(Sequence& s, FinishReason r, std::string error = {});
+  // Copies free slot `src`'s cached tokens to up to `n` other free slots (the least recently
+  // used first, never one in `keep`) and returns those slots; the caller copies their KV. Sequences with that
+  // prefix admitted next then reuse it in distinct slots (a group sharing its prompt).
+  std::vector<int64_t> share_prefix(int64_t src, int64_t n, const std::vector<int64_t>& keep = {});
+  int64_t cached_tokens(int64_t slot) const { return int64_t(slots_[size_t(slot)].cached.size()); }
+  int64_t free_slots() const { return n_slots() - int64_t(running_.size()); }
   // Forgets every free slot's tokens, so the next admissions read their whole prompts.
   void clear_prefix_cache();
 
