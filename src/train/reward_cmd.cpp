@@ -241,7 +241,8 @@ std::vector<double> run_reward_cmd(const RewardCmdOpts& o, const std::vector<Rew
       }
     }
   }
-  Child::close_fd(c.in);  // it closed stdout and stderr without reading all its input
+  if (written < input.size()) stopped_reading = true;  // it closed stdout and stderr before reading it all
+  Child::close_fd(c.in);
 
   // Both pipes are at EOF; wait for the exit without reaping, so the group id is still ours to
   // kill anything the command left running in the background, then reap.
