@@ -53,8 +53,7 @@ class SigpipeBlock {
     sigpending(&pending);
     if (!was_pending_ && sigismember(&pending, SIGPIPE) == 1) {
       timespec zero{0, 0};
-      while (sigtimedwait(&pipe_, nullptr, &zero) == -1 && errno == EINTR) {
-      }
+      while (sigtimedwait(&pipe_, nullptr, &zero) == -1 && errno == EINTR) continue;
     }
     pthread_sigmask(SIG_SETMASK, &old_, nullptr);
   }
@@ -82,8 +81,7 @@ struct Child {
     close_fd(err);
     if (pid > 0 && !reaped) {
       kill_group();
-      while (waitpid(pid, nullptr, 0) == -1 && errno == EINTR) {
-      }
+      while (waitpid(pid, nullptr, 0) == -1 && errno == EINTR) continue;
     }
   }
   static void close_fd(int& fd) {
@@ -257,8 +255,7 @@ std::vector<double> run_reward_cmd(const RewardCmdOpts& o, const std::vector<Rew
     poll(nullptr, 0, std::min(5, ms_left(deadline)));
   }
   c.kill_group();
-  while (waitpid(c.pid, &status, 0) == -1 && errno == EINTR) {
-  }
+  while (waitpid(c.pid, &status, 0) == -1 && errno == EINTR) continue;
   c.reaped = true;
 
   if (WIFSIGNALED(status))
