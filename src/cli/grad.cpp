@@ -35,7 +35,7 @@ void add_grad(CLI::App& app) {
     auto m = train::TrainModel::load(a->model);
     ThreadPool pool(a->threads);
     train::blas_threads(1);  // matmuls are split over the pool instead
-    const train::Objective obj{a->mtp, a->alpha};
+    const train::Objective obj{a->mtp, a->alpha, {}};
     const int64_t K = obj.mtp_weight != 0 ? m->mtp_modules() : 0;
     const train::LossScale sc = train::count_targets(b, K);
     m->zero_grad();
