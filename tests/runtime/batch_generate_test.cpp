@@ -27,9 +27,9 @@ const std::vector<Ids> kPrompts = {
 struct Shape {
   int64_t group, max_slots, prefill_chunk;
 };
-// Every one has fewer slots than completions; a small chunk makes leaders finish at different steps
-// and prompts be read while other sequences decode.
-const std::vector<Shape> kShapes = {{1, 3, 256}, {3, 4, 256}, {3, 7, 256}, {3, 7, 2}, {2, 5, 3}, {4, 9, 1}};
+// Every one has fewer slots than completions (1 slot is raised to the group); a small chunk makes
+// leaders finish at different steps and prompts be read while other sequences decode.
+const std::vector<Shape> kShapes = {{1, 3, 256}, {3, 1, 256}, {3, 4, 256}, {3, 7, 256}, {3, 7, 2}, {2, 5, 3}, {4, 9, 1}};
 
 std::string describe(const Shape& s) {
   return "group " + std::to_string(s.group) + ", slots " + std::to_string(s.max_slots) + ", chunk " +
