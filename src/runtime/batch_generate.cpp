@@ -33,7 +33,10 @@ std::vector<std::vector<Completion>> generate_groups(Model& model, const std::ve
   for (const auto& p : prompts) validate_prompt(p, vocab, ctx);
   std::vector<std::vector<Completion>> out(prompts.size(), std::vector<Completion>(size_t(G)));
   BatchGenStats st;
-  if (prompts.empty()) return out;
+  if (prompts.empty()) {
+    if (stats) *stats = st;
+    return out;
+  }
 
   const int64_t slots = std::min<int64_t>(std::max(opts.max_slots, G), int64_t(prompts.size()) * G);
   Runner runner(model, slots, ctx);

@@ -103,7 +103,7 @@ TEST(Help, NoArgumentsPrintsTheUsage) {
 TEST(Help, DescribesEveryOptionWithItsDefault) {
   for (const char* cmd : {"run", "chat", "serve", "generate", "logits", "tokenize", "template", "bench",
                           "init-random", "quantize", "dequantize", "kl", "plot", "task", "tokenizer-train",
-                          "train", "grad"}) {
+                          "train", "grad", "grpo", "eval"}) {
     const Cmd r = sh(kBin + " " + cmd + " --help");
     ASSERT_EQ(r.status, 0) << cmd << ": " << r.out;
     std::istringstream in(r.out);
