@@ -57,10 +57,12 @@ std::vector<std::vector<Completion>> generate_groups(Model& model, const std::ve
   };
   std::vector<std::unique_ptr<Member>> live;  // owns every sequence the scheduler runs
   int64_t next = 0, reserved = 0;             // next prompt to admit; slots promised to leaders' groups
-  auto admit_group = [&](int64_t i) {
+  // Into the given slots (those holding the prompt), or wherever admit() finds most reuse.
+  auto admit_group = [&](int64_t i, const std::vector<int64_t>& into) {
     for (int64_t g = 0; g < G; ++g) {
       live.push_back(std::make_unique<Member>(request(i, g), vocab, ctx, i, g));
-      sched.admit(*live.back());
+      if (into.empty()) sched.admit(*live.back());
+      else sched.admit_to(*live.back(), into[size_t(g)]);
     }
   };
   auto fill = [&] {
@@ -68,7 +70,7 @@ std::vector<std::vector<Completion>> generate_groups(Model& model, const std::ve
       const int64_t i = next++;
       st.prompt_tokens += int64_t(prompts[size_t(i)].size());
       if (G == 1) {
-        admit_group(i);
+        admit_group(i, {});
         continue;
       }
       live.push_back(std::make_unique<Member>(request(i, -1), vocab, ctx, i, -1));
@@ -101,8 +103,10 @@ std::vector<std::vector<Completion>> generate_groups(Model& model, const std::ve
           std::vector<int64_t> keep;  // other finished leaders' prompts, not yet shared
           for (const auto& o : live)
             if (o->index < 0 && !o->running()) keep.push_back(o->home);
-          if (int64_t(runner.share_prefix(src, G - 1, keep).size()) != G - 1) fail("generation: no free slots for a group");
-          admit_group(i);
+          std::vector<int64_t> into = runner.share_prefix(src, G - 1, keep);
+          if (int64_t(into.size()) != G - 1) fail("generation: no free slots for a group");
+          into.insert(into.begin(), src);
+          admit_group(i, into);
           continue;
         }
         Completion& c = out[size_t(m.prompt)][size_t(m.index)];

@@ -33,13 +33,19 @@ void Scheduler::admit(Sequence& s) {
     }
   }
   if (best < 0) fail("scheduler: no free slot");
-  Slot& sl = slots_[size_t(best)];
+  admit_to(s, best);
+}
+
+void Scheduler::admit_to(Sequence& s, int64_t slot) {
+  if (slot < 0 || slot >= n_slots() || slots_[size_t(slot)].busy) fail("scheduler: slot {} is not a free slot", slot);
+  Slot& sl = slots_[size_t(slot)];
+  const int64_t lcp = common_prefix(sl.cached, s.tokens);
   sl.busy = true;
   sl.cached.clear();
-  s.slot = best;
-  s.cached = s.pos = std::min(best_lcp, s.n_prompt - 1);
+  s.slot = slot;
+  s.cached = s.pos = std::min(lcp, s.n_prompt - 1);
   // MTP row i also depends on token i+1.
-  if (s.draft > 0) s.cached = s.pos = std::max<int64_t>(0, std::min(s.pos, std::min(sl.mtp_rows, best_lcp - 1)));
+  if (s.draft > 0) s.cached = s.pos = std::max<int64_t>(0, std::min(s.pos, std::min(sl.mtp_rows, lcp - 1)));
   s.mtp_pos = s.pos;
   running_.push_back(&s);
 }

@@ -29,6 +29,8 @@ class Scheduler {
   // drafting sequence reuses no more than the slot's MTP cache also holds (it needs the main
   // model's hidden states of every position after that). Requires can_admit().
   void admit(Sequence& s);
+  // The same into a given free slot (e.g. one share_prefix filled).
+  void admit_to(Sequence& s, int64_t slot);
   // Ends a running sequence: its slot keeps the tokens whose KV it holds, for later prefixes.
   void finish(Sequence& s, FinishReason r, std::string error = {});
   // Copies free slot `src`'s cached tokens to up to `n` other free slots (the least recently
