@@ -401,7 +401,8 @@ void run_grpo(const GrpoOpts& o) {
       fmt_ += r.formatted;
       len += double(r.ids.size());
     }
-    const double n = double(rolls.size()), toks = double(std::max<int64_t>(first.tokens, 1));
+    // A step whose groups were all dropped trained on nothing: its per-token terms are unknown (null).
+    const double n = double(rolls.size()), toks = first.tokens ? double(first.tokens) : NAN;
     const double dt = since(t0);
     timed_s += dt;
     nlohmann::json row = {{"step", step + 1},
@@ -411,9 +412,9 @@ void run_grpo(const GrpoOpts& o) {
                           {"completion_tokens", len / n},
                           {"kl", first.kl / toks},
                           {"entropy", first.entropy / toks},
-                          {"clip_fraction", double(all.clipped) / double(std::max<int64_t>(all.tokens, 1))},
+                          {"clip_fraction", all.tokens ? double(all.clipped) / double(all.tokens) : NAN},
                           {"groups_kept", groups_kept},
-                          {"loss", first.loss},
+                          {"loss", first.tokens ? first.loss : NAN},
                           {"lr", lr},
                           {"grad_norm", gnorm},
                           {"sample_tokens_per_s", double(gs.generated) / std::max(gs.seconds, 1e-9)},
