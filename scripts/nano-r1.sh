@@ -54,7 +54,7 @@ if [ ! -d "$work/base" ]; then
   "$fathom" train --config "$work/config.json" --tokenizer "$work/tokenizer" --data "$work/data/pretrain.jsonl" \
     --seq-len 256 --batch 16 --steps "$(steps 2500)" --lr 2e-3 --warmup "$(steps 100)" --schedule wsd --decay-frac 0.2 \
     --weight-decay 0.1 --mtp-weight 0.3 --bias-update 0.001 --compute bf16 --threads "$threads" --seed "$seed" \
-    --val-every "$(steps 250)" --log "$work/logs/pretrain.jsonl" --save-dtype f32 --out "$work/base"
+    --val-frac 0.01 --val-every "$(steps 500)" --log "$work/logs/pretrain.jsonl" --save-dtype f32 --out "$work/base"
 fi
 
 # 4. SFT cold start: R1-format chats; the loss falls on the assistant's turn only.
@@ -63,16 +63,16 @@ if [ ! -d "$work/sft" ]; then
   "$fathom" train --model "$work/base" --tokenizer "$work/tokenizer" --data "$work/data/sft.jsonl" --sft \
     --seq-len 192 --batch 32 --steps "$(steps ${SFT_STEPS:-150})" --lr 5e-4 --warmup "$(steps 10)" --schedule cosine \
     --weight-decay 0.1 --mtp-weight 0.1 --bias-update 0.001 --compute bf16 --threads "$threads" --seed "$seed" \
-    --val-every "$(steps 50)" --log "$work/logs/sft.jsonl" --save-dtype f32 --out "$work/sft"
+    --val-frac 0.02 --val-every "$(steps 50)" --log "$work/logs/sft.jsonl" --save-dtype f32 --out "$work/sft"
 fi
 
 # 5. GRPO on fresh problems with the rule rewards.
 if [ ! -d "$work/grpo" ]; then
   log "grpo"
-  "$fathom" grpo --model "$work/sft" --task-seed $((seed * 1000 + 3)) --steps "$(steps ${GRPO_STEPS:-150})" \
-    --prompts-per-step 16 --group 8 --max-new-tokens 192 --temperature 1 --lr 2e-5 --beta 0.02 --mu 2 \
-    --epsilon 0.2 --epsilon-high 0.28 --drop-equal --compute bf16 --threads "$threads" --seed "$seed" \
-    --eval-every "$(steps 25)" --eval-n 200 --eval-seed $((seed * 1000 + 4)) \
+  "$fathom" grpo --model "$work/sft" --task-seed $((seed * 1000 + 3)) --difficulty 3-6 \
+    --steps "$(steps ${GRPO_STEPS:-200})" --prompts-per-step 16 --group 8 --max-new-tokens 192 --temperature 1 \
+    --lr 1e-4 --beta 0.04 --mu 1 --drop-equal --compute bf16 --threads "$threads" --seed "$seed" \
+    --eval-every "$(steps 50)" --eval-n 200 --eval-seed $((seed * 1000 + 4)) \
     --log "$work/logs/grpo.jsonl" --save-dtype bf16 --out "$work/grpo"
 fi
 
