@@ -1,7 +1,9 @@
 #include "cli/chat_session.h"
 
 #include <chrono>
+#include <algorithm>
 #include <cstdio>
+#include <string_view>
 
 #include "server/text_stream.h"
 
@@ -33,13 +35,16 @@ TurnStats ChatSession::turn(const std::string& user_text) {
       in_reasoning_shown = true;
       std::fputs(d.reasoning.c_str(), stdout);
     }
-    if (!d.content.empty()) {
+    std::string_view text = d.content;
+    // The blank lines R1 puts between </think> and the answer are layout, not content.
+    if (content.empty()) text.remove_prefix(std::min(text.size(), text.find_first_not_of(" \n")));
+    if (!text.empty()) {
       if (in_reasoning_shown) {
         std::fputs(opts_.color ? "\033[0m\n[answer]\n" : "\n[answer]\n", stdout);
         in_reasoning_shown = false;
       }
-      std::fputs(d.content.c_str(), stdout);
-      content += d.content;
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      content += text;
     }
     std::fflush(stdout);
   };
@@ -56,6 +61,7 @@ TurnStats ChatSession::turn(const std::string& user_text) {
   show(stream.flush());
   if (in_reasoning_shown && opts_.color) std::fputs("\033[0m", stdout);
   std::fputs("\n", stdout);
+  std::fflush(stdout);  // before the caller's stats line on stderr
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   st.generated = int64_t(out.size());
   st.reused_tokens = session_.reused_tokens();

@@ -88,6 +88,19 @@ TEST(Readme, TheThirdLineWorksAsWritten) {
   EXPECT_TRUE(has(r.out, "Answer: 55")) << r.out;
 }
 
+// `fathom chat` with no --model talks to the shipped nano-R1 as well, turn after turn.
+TEST(DefaultModel, ChatAnswersWithoutAModelArgument) {
+  const Cmd r = sh("cd " + kSrc.string() + " && printf 'Compute: 9-(5-2)\\nCompute: 3*4+2\\n' | " + kBin +
+                   " chat --threads 2 --max-tokens 200");
+  EXPECT_EQ(r.status, 0) << r.out;
+  // 9-(5-2) = 6, then 3*4+2 = 14, each after its reasoning.
+  const size_t first = r.out.find("Answer: 6"), second = r.out.find("Answer: 14");
+  EXPECT_NE(first, std::string::npos) << r.out;
+  EXPECT_NE(second, std::string::npos) << r.out;
+  if (first != std::string::npos && second != std::string::npos) EXPECT_LT(first, second) << r.out;
+  EXPECT_TRUE(has(r.out, "5-2=3")) << r.out;
+}
+
 TEST(Readme, SaysHowToGetAModelAndHowToFuzz) {
   const std::string readme = slurp(kSrc / "README.md");
   for (const char* s : {"huggingface-cli download", "--tokenizer", "init-random", "cmake --preset fuzz",

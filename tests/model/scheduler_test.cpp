@@ -11,6 +11,12 @@ using namespace fathom;
 
 namespace {
 
+LoadOpts with_threads(int n) {
+  LoadOpts o;
+  o.threads = n;
+  return o;
+}
+
 constexpr int64_t kVocab = 100;
 
 Sequence seq_of(std::vector<int32_t> prompt, int64_t max_tokens = 4) {
@@ -100,7 +106,7 @@ TEST(Validate, PromptChecks) {
 }
 
 TEST(Session, ChunksEarlyStopsAndReuse) {
-  auto model = load_model(std::string(FATHOM_TEST_DATA) + "/fixtures/tiny-deepseek-v3", LoadOpts{1, "", false});
+  auto model = load_model(std::string(FATHOM_TEST_DATA) + "/fixtures/tiny-deepseek-v3", with_threads(1));
   std::vector<int32_t> prompt;
   for (int i = 0; i < 11; ++i) prompt.push_back(int32_t(3 + 17 * i));
   GenerateOpts g;

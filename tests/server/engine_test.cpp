@@ -14,6 +14,12 @@ using namespace fathom;
 
 namespace {
 
+LoadOpts with_threads(int n) {
+  LoadOpts o;
+  o.threads = n;
+  return o;
+}
+
 const std::string kModel = std::string(FATHOM_TEST_DATA) + "/fixtures/tiny-deepseek-v3";
 
 struct Result {
@@ -48,8 +54,8 @@ std::vector<int32_t> prompt_of(int i, int len) {
 // Model::forward is not reentrant: references come from a second instance of the model while
 // the engine owns the first.
 TEST(Engine, BatchedRequestsMatchGenerateAlone) {
-  auto model = load_model(kModel, LoadOpts{2, "", false});
-  auto ref = load_model(kModel, LoadOpts{1, "", false});
+  auto model = load_model(kModel, with_threads(2));
+  auto ref = load_model(kModel, with_threads(1));
   EngineOpts eo;
   eo.max_batch = 4;  // 10 requests: some wait in the queue
   eo.max_ctx = 128;
@@ -75,8 +81,8 @@ TEST(Engine, BatchedRequestsMatchGenerateAlone) {
 }
 
 TEST(Engine, PrefixCacheReusesKvWithoutChangingTheResult) {
-  auto model = load_model(kModel, LoadOpts{2, "", false});
-  auto ref = load_model(kModel, LoadOpts{1, "", false});
+  auto model = load_model(kModel, with_threads(2));
+  auto ref = load_model(kModel, with_threads(1));
   EngineOpts eo;
   eo.max_batch = 2;
   eo.max_ctx = 64;
@@ -104,8 +110,8 @@ TEST(Engine, PrefixCacheReusesKvWithoutChangingTheResult) {
 }
 
 TEST(Engine, CancelFreesTheSlotAndStopIdsFinish) {
-  auto model = load_model(kModel, LoadOpts{2, "", false});
-  auto ref = load_model(kModel, LoadOpts{1, "", false});
+  auto model = load_model(kModel, with_threads(2));
+  auto ref = load_model(kModel, with_threads(1));
   EngineOpts eo;
   eo.max_batch = 1;
   eo.max_ctx = 512;
@@ -139,7 +145,7 @@ TEST(Engine, CancelFreesTheSlotAndStopIdsFinish) {
 }
 
 TEST(Engine, RejectsPromptsThatDoNotFit) {
-  auto model = load_model(kModel, LoadOpts{1, "", false});
+  auto model = load_model(kModel, with_threads(1));
   EngineOpts eo;
   eo.max_batch = 1;
   eo.max_ctx = 16;

@@ -64,8 +64,10 @@ export function makeModel() {
 }
 
 // Starts `fathom serve` on a free port (`env` adds to its environment); resolves once it listens.
+// `dir: null` leaves --model out, so the server runs the shipped default model.
 export async function startServer(extra = [], { dir = modelDir(), timeoutMs = 60000, env = {} } = {}) {
-  const args = ['serve', '--model', dir, '--host', '127.0.0.1', '--port', '0', '--threads', '2', ...extra];
+  const args = ['serve', ...(dir === null ? [] : ['--model', dir]), '--host', '127.0.0.1', '--port', '0',
+    '--threads', '2', ...extra];
   const proc = spawn(binary(), args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let log = '';
   const port = await new Promise((resolve, reject) => {

@@ -14,7 +14,7 @@ add_test(NAME server_model COMMAND ${FATHOM_NODE} ${FATHOM_SERVER_TEST_DIR}/make
 set_tests_properties(server_model PROPERTIES ENVIRONMENT "${FATHOM_SERVER_TEST_ENV}"
   FIXTURES_SETUP fathom_server_model TIMEOUT 120)
 
-foreach(t api concurrency bad_input hardening)
+foreach(t api concurrency bad_input hardening default_model)
   add_test(NAME server_${t} COMMAND ${FATHOM_NODE} --test ${FATHOM_SERVER_TEST_DIR}/${t}.test.mjs
     WORKING_DIRECTORY ${FATHOM_SERVER_TEST_DIR})
   # One server test at a time: the concurrency test measures the server's memory and the
