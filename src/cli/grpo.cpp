@@ -27,7 +27,7 @@ void add_grpo(CLI::App& app) {
   sub->add_option("--prompts-per-step", o->prompts_per_step, "prompts sampled per step (P)")->check(at_least(1));
   sub->add_option("-G,--group", o->group, "completions per prompt (G)")->check(at_least(1));
   sub->add_option("--max-new-tokens", o->max_new_tokens, "longest completion, tokens")->check(at_least(1));
-  sub->add_option("--temperature", o->temperature, "sampling temperature")->check(at_least(0));
+  sub->add_option("--temperature", o->temperature, "sampling temperature; the loss uses the log-probabilities of the same tempered distribution")->check(at_least(0));
   sub->add_option("--top-p", o->top_p, "nucleus sampling mass")->check(in_range(0, 1));
   sub->add_option("--format-weight", o->format_weight, "built-in reward = accuracy + this × format")->check(at_least(0));
   sub->add_option("--reward-cmd", o->reward_cmd.command,

@@ -347,6 +347,8 @@ void run_grpo(const GrpoOpts& o) {
     LossScale sc;
     sc.sequences = std::max<int64_t>(1, int64_t(kept.size()));
     Objective obj;
+    // Log-probabilities of the tempered distribution that sampled (greedy: the plain one).
+    obj.token_temperature = o.temperature > 0 ? o.temperature : 1.0f;
     int64_t passes_tokens = 0;
     if (ref)
       for (Micro& m : micro) {

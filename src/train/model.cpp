@@ -211,6 +211,9 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
   if (obj.token_loss) {
     logits.resize(size_t(rows * V));
     linear_fwd(cx, hN.data(), head_->w.data(), logits.data(), rows, D, V);
+    const float inv_t = 1.0f / obj.token_temperature;
+    if (inv_t != 1.0f)
+      for (float& z : logits) z *= inv_t;
     std::vector<float> logp(static_cast<size_t>(rows)), ent(static_cast<size_t>(rows)), dlogp(static_cast<size_t>(rows), 0.f);
     token_logprobs(logits.data(), tgt.data(), rows, V, logp.data(), ent.data(), cx.pool);
     for (int64_t i = 0; i < rows; ++i)
@@ -221,6 +224,8 @@ PassStats TrainModel::step(const Batch& b, const Objective& obj, const LossScale
     obj.token_loss(TokenTerms{rows, tgt.data(), logp.data(), ent.data(), dlogp.data()});
     if (backward) {
       token_logprob_grad(logits.data(), tgt.data(), dlogp.data(), rows, V, cx.pool);
+      if (inv_t != 1.0f)  // d(z/T)/dz = 1/T
+        for (float& g : logits) g *= inv_t;
       linear_bwd(cx, logits.data(), hN.data(), head_->w.data(), dhN.data(), head_->g.data(), rows, D, V);
     }
   } else {

@@ -39,6 +39,9 @@ struct Objective {
   double mtp_weight = 0;     // λ: L = L_main + λ · mean over MTP modules of their CE
   double balance_alpha = 0;  // α of the sequence-wise balance loss (0: off)
   std::function<void(const TokenTerms&)> token_loss;  // set: replaces the main CE
+  // token_loss sees log softmax(logits / this): the distribution completions were sampled
+  // from at that temperature, so GRPO's ratios and KL are those of the sampler.
+  float token_temperature = 1.0f;
 };
 
 // Denominators of the means, over the whole optimizer step (every micro-batch and rank), so

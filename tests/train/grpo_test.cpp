@@ -256,7 +256,7 @@ struct ModelCase {
   std::vector<int32_t> targets;      // [B*T] as the model reports them
 };
 
-ModelCase model_case(const std::vector<double>& adv) {
+ModelCase model_case(const std::vector<double>& adv, float temperature = 1.0f) {
   ModelCase c;
   c.m = TrainModel::init(tiny_v3(40), 23);
   // Router biases that dwarf the sigmoid scores pin every token to experts 1 and 2, so that
@@ -274,6 +274,7 @@ ModelCase model_case(const std::vector<double>& adv) {
     c.seqs.push_back(GrpoSeq{s, adv[size_t(s)], comp[s]});
   }
   Objective peek;
+  peek.token_temperature = temperature;
   peek.token_loss = [&](const TokenTerms& t) {
     c.cur.assign(t.logp, t.logp + t.rows);
     c.targets.assign(t.targets, t.targets + t.rows);
@@ -304,9 +305,10 @@ TEST(GrpoModel, TargetsAreTheCompletionTokens) {
 }
 
 // dL/dw from step(backward) with grpo_token_loss, against central differences of the naive
-// loss evaluated on forward-only passes.
-TEST(GrpoModel, GradientMatchesCentralDifferences) {
-  ModelCase c = model_case({1.3, -0.7, 0.4});
+// loss evaluated on forward-only passes; at a sampling temperature ≠ 1 the log-probabilities
+// are those of logits / T, and the backward pass carries the 1/T.
+void check_gradient_by_central_differences(float temperature) {
+  ModelCase c = model_case({1.3, -0.7, 0.4}, temperature);
   NaiveOpts o;
   o.eps_low = 0.2;
   o.eps_high = 0.28;
@@ -316,6 +318,7 @@ TEST(GrpoModel, GradientMatchesCentralDifferences) {
   o.step_tokens = 11;
   const GrpoPass pass = make_pass(c.b.T, c.seqs, c.old, c.ref, o);
   Objective obj;
+  obj.token_temperature = temperature;
   GrpoSums sums;
   obj.token_loss = [&](const TokenTerms& t) { sums = grpo_token_loss(t, pass, loss_opts(o)); };
   c.m->zero_grad();
@@ -327,6 +330,7 @@ TEST(GrpoModel, GradientMatchesCentralDifferences) {
   ASSERT_LT(r_mean, 1.08);
 
   Objective fwd;
+  fwd.token_temperature = temperature;
   double loss = 0;
   fwd.token_loss = [&](const TokenTerms& t) {
     loss = naive(widen(std::vector<float>(t.logp, t.logp + t.rows)), c.targets, c.old, c.ref, c.seqs, c.b.T, o).loss;
@@ -391,6 +395,50 @@ TEST(GrpoModel, GradientMatchesCentralDifferences) {
       // missing weight or a dropped term moves them by O(1) of themselves.
       EXPECT_NEAR(an, fd, 1e-2 * std::abs(fd) + std::max(1e-4, 1e-3 * gmax)) << name << "[" << j << "]";
     }
+  }
+}
+
+TEST(GrpoModel, GradientMatchesCentralDifferences) { check_gradient_by_central_differences(1.0f); }
+TEST(GrpoModel, GradientMatchesCentralDifferencesAtATemperature) { check_gradient_by_central_differences(0.7f); }
+
+// The tempered log-probabilities against log softmax(z / T) of the plain ones: V sequences
+// that differ only in the token after position p share the logits z at p (attention is
+// causal), so their T = 1 log-probabilities there give z up to a constant, for every token.
+TEST(GrpoModel, TemperatureGivesTheLogProbabilitiesOfTheTemperedSoftmax) {
+  const int64_t V = 40, T = 6, p = 3;
+  auto m = TrainModel::init(tiny_v3(V), 31);
+  Batch b;
+  b.B = V;
+  b.T = T;
+  for (int64_t v = 0; v < V; ++v)
+    for (int64_t t = 0; t < T; ++t) {
+      b.ids.push_back(t == p + 1 ? int32_t(v) : int32_t(splitmix64(uint64_t(t) + 9) % uint64_t(V)));
+      b.target.push_back(t == p + 1);
+    }
+  auto logp_at = [&](float temp) {
+    std::vector<double> out(static_cast<size_t>(V));  // [V] log p(v) at position p
+    Objective obj;
+    obj.token_temperature = temp;
+    obj.token_loss = [&](const TokenTerms& tt) {
+      for (int64_t v = 0; v < V; ++v) out[size_t(v)] = tt.logp[size_t(v * T + p)];
+    };
+    m->step(b, obj, LossScale{}, false, nullptr);
+    return out;
+  };
+  const std::vector<double> z = logp_at(1.0f);
+  double mx = -1e300;
+  for (double x : z) mx = std::max(mx, x);
+  for (const float temp : {0.5f, 0.7f, 1.6f}) {
+    const std::vector<double> got = logp_at(temp);
+    double lse = 0;
+    for (double x : z) lse += std::exp((x - mx) / temp);
+    lse = mx / temp + std::log(lse);
+    double spread = 0;
+    for (int64_t v = 0; v < V; ++v) {
+      EXPECT_NEAR(got[size_t(v)], z[size_t(v)] / temp - lse, 2e-5) << "T " << temp << " token " << v;
+      spread = std::max(spread, std::abs(got[size_t(v)] - z[size_t(v)]));
+    }
+    EXPECT_GT(spread, 0.05) << "T " << temp << " must change the distribution";
   }
 }
 
