@@ -42,6 +42,13 @@ struct Objective {
   // token_loss sees log softmax(logits / this): the distribution completions were sampled
   // from at that temperature, so GRPO's ratios and KL are those of the sampler.
   float token_temperature = 1.0f;
+
+  static Objective weights(double mtp, double alpha) {
+    Objective o;
+    o.mtp_weight = mtp;
+    o.balance_alpha = alpha;
+    return o;
+  }
 };
 
 // Denominators of the means, over the whole optimizer step (every micro-batch and rank), so

@@ -152,7 +152,6 @@ void run_training(const TrainOpts& o, const Dist& dist) {
   const bool root = dist.root();
   std::unique_ptr<TrainModel> m =
       o.model.empty() ? TrainModel::init(read_config_json(o.config), o.seed) : TrainModel::load(o.model);
-  const ModelConfig& cfg = m->config();
   ThreadPool pool(o.threads);
   blas_threads(1);  // matmuls are split over the pool instead
   const Compute cx(&pool, o.bf16);

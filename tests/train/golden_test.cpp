@@ -104,7 +104,7 @@ INSTANTIATE_TEST_SUITE_P(Families, HfGolden,
 TEST(V3Objective, LossesGradientsLoadsAndBiasRule) {
   const TensorStore g = TensorStore::open(kData + "/training/tiny-deepseek-v3-mtp.train.safetensors");
   ThreadPool pool(2);
-  const Objective obj{0.3, 0.01};
+  const Objective obj = Objective::weights(0.3, 0.01);
   GradRun r = run("tiny-deepseek-v3-mtp", golden_batch(g), obj, pool);
   ASSERT_EQ(r.m->mtp_modules(), 1);
   const double main = r.st.main_sum / double(r.sc.main_targets);

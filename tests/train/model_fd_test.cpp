@@ -117,7 +117,7 @@ TEST_P(ModelFd, GradientMatchesCentralDifferences) {
 INSTANTIATE_TEST_SUITE_P(Configs, ModelFd,
                          ::testing::Values(Case{"llama_tied_biases_llama3", llama_tied, Objective{}},
                                            Case{"qwen2_tied", qwen2_tied, Objective{}},
-                                           Case{"deepseek_two_mtp_modules", deepseek_two_mtp, Objective{0.3, 0.05}}),
+                                           Case{"deepseek_two_mtp_modules", deepseek_two_mtp, Objective::weights(0.3, 0.05)}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
