@@ -24,8 +24,10 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
-# The server's integration tests drive fathom with the official OpenAI client.
-if [ -f tests/server/package.json ] && [ ! -d tests/server/node_modules/openai ]; then
+# The server's integration tests drive fathom with the official OpenAI client; a tokenizer
+# test reads fathom's tokenizers with Hugging Face's tokenizers.js.
+if [ -f tests/server/package.json ] && { [ ! -d tests/server/node_modules/openai ] ||
+     [ ! -d tests/server/node_modules/@huggingface/tokenizers ]; }; then
   (cd tests/server && npm install --no-audit --no-fund --silent)
 fi
 

@@ -22,3 +22,8 @@ foreach(t api concurrency bad_input hardening default_model)
   set_tests_properties(server_${t} PROPERTIES ENVIRONMENT "${FATHOM_SERVER_TEST_ENV}"
     FIXTURES_REQUIRED fathom_server_model RESOURCE_LOCK fathom_server TIMEOUT 180)
 endforeach()
+
+# Tokenizers fathom writes, read by Hugging Face's tokenizers.js (needs no server).
+add_test(NAME tokenizer_js COMMAND ${FATHOM_NODE} --test ${FATHOM_SERVER_TEST_DIR}/tokenizer_js.test.mjs
+  WORKING_DIRECTORY ${FATHOM_SERVER_TEST_DIR})
+set_tests_properties(tokenizer_js PROPERTIES ENVIRONMENT "${FATHOM_SERVER_TEST_ENV}" TIMEOUT 120)
