@@ -97,7 +97,9 @@ TEST(DefaultModel, ChatAnswersWithoutAModelArgument) {
   const size_t first = r.out.find("Answer: 6"), second = r.out.find("Answer: 14");
   EXPECT_NE(first, std::string::npos) << r.out;
   EXPECT_NE(second, std::string::npos) << r.out;
-  if (first != std::string::npos && second != std::string::npos) EXPECT_LT(first, second) << r.out;
+  if (first != std::string::npos && second != std::string::npos) {
+    EXPECT_LT(first, second) << r.out;
+  }
   EXPECT_TRUE(has(r.out, "5-2=3")) << r.out;
 }
 
