@@ -30,13 +30,6 @@ using clock_t_ = std::chrono::steady_clock;
 
 double since(clock_t_::time_point t) { return std::chrono::duration<double>(clock_t_::now() - t).count(); }
 
-// One prompt with what its rewards are checked against.
-struct PromptItem {
-  std::string prompt, answer;
-  std::optional<int64_t> value;  // the answer as an integer (the built-in accuracy reward)
-  nlohmann::json extra = nlohmann::json::object();
-};
-
 std::optional<int64_t> parse_int(const std::string& s) {
   int64_t v = 0;
   const char* e = s.data() + s.size();
@@ -50,32 +43,7 @@ std::optional<int64_t> parse_int(const std::string& s) {
 class PromptSource {
  public:
   PromptSource(const GrpoOpts& o) : o_(o) {
-    if (o.prompts.empty()) return;
-    std::ifstream in(o.prompts);
-    if (!in) fail("--prompts: cannot open {}", o.prompts);
-    std::string line;
-    for (int64_t n = 1; std::getline(in, line); ++n) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.find_first_not_of(" \t") == std::string::npos) continue;
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(line);
-      } catch (const std::exception& e) {
-        fail("{}:{}: not a JSON object: {}", o.prompts, n, e.what());
-      }
-      if (!j.is_object() || !j.contains("prompt") || !j["prompt"].is_string())
-        fail("{}:{}: each line must be an object with a string \"prompt\"", o.prompts, n);
-      PromptItem it;
-      it.prompt = j["prompt"].get<std::string>();
-      if (j.contains("answer")) it.answer = j["answer"].is_string() ? j["answer"].get<std::string>() : j["answer"].dump();
-      it.value = parse_int(it.answer);
-      if (o.reward_cmd.command.empty() && !it.value)
-        fail("{}:{}: the built-in accuracy reward needs an integer \"answer\" (or give --reward-cmd)", o.prompts, n);
-      for (auto& [k, v] : j.items())
-        if (k != "prompt" && k != "answer") it.extra[k] = v;
-      items_.push_back(std::move(it));
-    }
-    if (items_.empty()) fail("--prompts: {} holds no prompts", o.prompts);
+    if (!o.prompts.empty()) items_ = read_prompts(o.prompts, o.reward_cmd.command.empty());
   }
 
   PromptItem at(int64_t k) const {
@@ -175,6 +143,34 @@ std::string duration(double s) {
 }
 
 }  // namespace
+
+std::vector<PromptItem> read_prompts(const std::string& path, bool need_value) {
+  std::ifstream in(path);
+  if (!in) fail("--prompts: cannot open {}", path);
+  std::vector<PromptItem> items;
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) fail("{}:{}: not valid JSON", path, n);
+    if (!j.is_object() || !j.contains("prompt") || !j["prompt"].is_string())
+      fail("{}:{}: each line must be an object with a string \"prompt\"", path, n);
+    PromptItem it;
+    it.prompt = j["prompt"].get<std::string>();
+    if (j.contains("answer"))
+      it.answer = j["answer"].is_string() ? j["answer"].get<std::string>()
+                                          : j["answer"].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    it.value = parse_int(it.answer);
+    if (need_value && !it.value)
+      fail("{}:{}: the built-in accuracy reward needs an integer \"answer\" (or give --reward-cmd)", path, n);
+    for (auto& [k, v] : j.items())
+      if (k != "prompt" && k != "answer") it.extra[k] = v;
+    items.push_back(std::move(it));
+  }
+  if (items.empty()) fail("--prompts: {} holds no prompts", path);
+  return items;
+}
 
 void run_grpo(const GrpoOpts& o) {
   if (o.model.empty()) fail("grpo: --model is required (the starting policy, also the KL reference)");

@@ -67,4 +67,17 @@ struct GrpoOpts {
 
 void run_grpo(const GrpoOpts& o);
 
+// One prompt of a --prompts file, with what its rewards are checked against.
+struct PromptItem {
+  std::string prompt, answer;
+  std::optional<int64_t> value;  // the answer as an integer (the built-in accuracy reward)
+  nlohmann::json extra = nlohmann::json::object();  // the line's other keys, passed to --reward-cmd
+};
+
+// Reads a --prompts file: one JSON object per line with a string "prompt" and optionally an
+// "answer" (a string, or any JSON value, kept as its text) and other keys; blank lines are
+// skipped. `need_value`: every answer must be an integer (the built-in accuracy reward).
+// Throws fathom::Error naming the file and line for anything else, or for a file with no prompts.
+std::vector<PromptItem> read_prompts(const std::string& path, bool need_value);
+
 }  // namespace fathom::train

@@ -170,6 +170,33 @@ bool parse_reward(std::string_view line, double& r) {
 
 }  // namespace
 
+std::vector<double> parse_reward_output(std::string_view out, size_t n, const std::string& command) {
+  std::vector<double> rewards;
+  rewards.reserve(std::min<size_t>(n, 1 << 20));
+  size_t line_no = 0, pos = 0;
+  while (pos < out.size()) {
+    size_t nl = out.find('\n', pos);
+    if (nl == std::string::npos) nl = out.size();
+    std::string_view line = out.substr(pos, nl - pos);
+    pos = nl + 1;
+    ++line_no;
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.front()))) line.remove_prefix(1);
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.remove_suffix(1);
+    if (line.empty()) continue;
+    if (rewards.size() == n)
+      fail("reward command `{}` printed more than {} rewards for {} items (line {}: '{}')", command, n,
+           n, line_no, line.substr(0, 80));
+    double r = 0;
+    if (!parse_reward(line, r))
+      fail("reward command `{}` printed line {} '{}', which is neither a number nor {{\"reward\": number}}", command,
+           line_no, line.substr(0, 80));
+    if (!std::isfinite(r))
+      fail("reward command `{}` printed a non-finite reward '{}' on line {}", command, line.substr(0, 80), line_no);
+    rewards.push_back(r);
+  }
+  return rewards;
+}
+
 std::vector<double> run_reward_cmd(const RewardCmdOpts& o, const std::vector<RewardItem>& items) {
   if (items.empty()) return {};
   const std::string& cmd = o.command;
@@ -265,29 +292,7 @@ std::vector<double> run_reward_cmd(const RewardCmdOpts& o, const std::vector<Rew
     fail("reward command `{}` exited with status {}{}{}", cmd, WEXITSTATUS(status),
          WEXITSTATUS(status) == 127 ? " (command not found?)" : "", stderr_tail(err));
 
-  std::vector<double> rewards;
-  rewards.reserve(items.size());
-  size_t line_no = 0, pos = 0;
-  while (pos < out.size()) {
-    size_t nl = out.find('\n', pos);
-    if (nl == std::string::npos) nl = out.size();
-    std::string_view line(out.data() + pos, nl - pos);
-    pos = nl + 1;
-    ++line_no;
-    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.front()))) line.remove_prefix(1);
-    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.remove_suffix(1);
-    if (line.empty()) continue;
-    if (rewards.size() == items.size())
-      fail("reward command `{}` printed more than {} rewards for {} items (line {}: '{}')", cmd, items.size(),
-           items.size(), line_no, line.substr(0, 80));
-    double r = 0;
-    if (!parse_reward(line, r))
-      fail("reward command `{}` printed line {} '{}', which is neither a number nor {{\"reward\": number}}", cmd,
-           line_no, line.substr(0, 80));
-    if (!std::isfinite(r))
-      fail("reward command `{}` printed a non-finite reward '{}' on line {}", cmd, line.substr(0, 80), line_no);
-    rewards.push_back(r);
-  }
+  const std::vector<double> rewards = parse_reward_output(out, items.size(), cmd);
   if (rewards.size() < items.size())
     fail("reward command `{}` printed {} rewards for {} items{}{}", cmd, rewards.size(), items.size(),
          stopped_reading ? " (it stopped reading its input early)" : "", stderr_tail(err));

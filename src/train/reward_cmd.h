@@ -4,6 +4,7 @@
 // number per completion on stdout. Anything else it does (exits non-zero, prints garbage, hangs)
 // is an Error that names the command, never a silently wrong reward.
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -32,5 +33,12 @@ struct RewardItem {
 // past the timeout, or prints a line that is not a finite number, or too few or too many lines.
 // A program that stops reading its input early is fine as long as it prints every number.
 std::vector<double> run_reward_cmd(const RewardCmdOpts& o, const std::vector<RewardItem>& items);
+
+// The reading of the program's stdout that run_reward_cmd does: at most `n` finite rewards, one
+// per non-blank line (a number, or {"reward": number}), surrounding whitespace ignored. Returns
+// the rewards read (fewer than n when the output ends early: the caller reports that). Throws
+// fathom::Error naming `command` and the line for a line that is not a finite reward, or for
+// more than n rewards.
+std::vector<double> parse_reward_output(std::string_view out, size_t n, const std::string& command);
 
 }  // namespace fathom::train

@@ -720,5 +720,36 @@ TEST(GrpoRun, BuiltInRewardNeedsAnIntegerAnswer) {
   EXPECT_EQ(grpo_error("{\"prompt\": \"Say seven\", \"answer\": \"seven\"}\n", true), "");
 }
 
+TEST(GrpoPrompts, ReadsPromptsAnswersAndOtherKeys) {
+  const fs::path p = toy().dir / "prompts.jsonl";
+  std::ofstream(p) << "{\"prompt\": \"a\", \"answer\": \"-12\", \"level\": 3}\r\n\n  \n"
+                   << "{\"prompt\": \"b\", \"answer\": 7, \"tests\": [\"x\"]}\n{\"prompt\": \"c\"}\n";
+  const std::vector<PromptItem> items = read_prompts(p.string(), false);
+  ASSERT_EQ(items.size(), 3u);
+  EXPECT_EQ(items[0].prompt, "a");
+  EXPECT_EQ(items[0].answer, "-12");
+  EXPECT_EQ(items[0].value, std::optional<int64_t>(-12));
+  EXPECT_EQ(items[0].extra, (nlohmann::json{{"level", 3}}));
+  EXPECT_EQ(items[1].answer, "7");  // a number's JSON text
+  EXPECT_EQ(items[1].value, std::optional<int64_t>(7));
+  EXPECT_EQ(items[1].extra, (nlohmann::json{{"tests", {"x"}}}));
+  EXPECT_EQ(items[2].answer, "");
+  EXPECT_FALSE(items[2].value.has_value());
+  // With the built-in accuracy reward, "c" has no integer answer.
+  try {
+    read_prompts(p.string(), true);
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("prompts.jsonl:5"), std::string::npos) << e.what();
+  }
+  std::ofstream(p) << "{\"prompt\": \"a\"}\n{\"prompt\": \"b\"\n";
+  try {
+    read_prompts(p.string(), false);
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("prompts.jsonl:2: not valid JSON"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace fathom::train

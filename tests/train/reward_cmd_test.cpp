@@ -224,5 +224,31 @@ TEST(RewardCmd, WritesOneJsonObjectPerItem) {
                             {"tests", json::array({"assert f(1) == 2"})}}));
 }
 
+// The output reader on its own (what the fuzz target drives): numbers and {"reward": x} lines,
+// whitespace and blank lines ignored, a short output returned as is, and every bad line an
+// error that names the command and the line.
+TEST(RewardOutput, ReadsNumbersAndObjects) {
+  EXPECT_EQ(parse_reward_output("1\n\n  -0.5 \r\n{\"reward\": 2e-1}\n+3", 4, "c"),
+            (std::vector<double>{1, -0.5, 0.2, 3}));
+  EXPECT_EQ(parse_reward_output("7\n", 3, "c"), (std::vector<double>{7}));
+  EXPECT_TRUE(parse_reward_output("", 0, "c").empty());
+  auto err = [](std::string_view out, size_t n) {
+    try {
+      parse_reward_output(out, n, "my-cmd");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  for (const char* bad : {"1\nabc\n", "1\n1 2\n", "1\n{\"reward\": \"1\"}\n", "1\n{\"score\": 1}\n", "1\n+\n",
+                          "1\n0x10\n"}) {
+    const std::string e = err(bad, 3);
+    EXPECT_NE(e.find("my-cmd"), std::string::npos) << bad << ": " << e;
+    EXPECT_NE(e.find("line 2"), std::string::npos) << bad << ": " << e;
+  }
+  for (const char* bad : {"nan", "inf", "-1e400"}) EXPECT_NE(err(bad, 1).find("non-finite"), std::string::npos) << bad;
+  EXPECT_NE(err("1\n2\n", 1).find("more than 1"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace fathom::train
