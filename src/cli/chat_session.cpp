@@ -1,7 +1,7 @@
 #include "cli/chat_session.h"
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <string_view>
 

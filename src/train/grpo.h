@@ -6,7 +6,9 @@
 // into group-relative advantages, and takes μ AdamW updates of the clipped surrogate with a
 // k3 KL penalty to the frozen starting model (grpo_loss.h). The CLI only fills GrpoOpts.
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "tasks/arith.h"
 #include "train/grpo_loss.h"
