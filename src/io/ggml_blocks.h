@@ -39,4 +39,13 @@ void q6_k(const uint8_t* src, float* dst, int64_t nb);
 void q8_k(const uint8_t* src, float* dst, int64_t nb);
 void iq4_xs(const uint8_t* src, float* dst, int64_t nb);
 
+// 256-value lattice super-blocks (ggml_iquants.cpp).
+void iq2_xxs(const uint8_t* src, float* dst, int64_t nb);
+void iq2_xs(const uint8_t* src, float* dst, int64_t nb);
+void iq2_s(const uint8_t* src, float* dst, int64_t nb);
+void iq3_xxs(const uint8_t* src, float* dst, int64_t nb);
+void iq3_s(const uint8_t* src, float* dst, int64_t nb);
+void iq1_s(const uint8_t* src, float* dst, int64_t nb);
+void iq1_m(const uint8_t* src, float* dst, int64_t nb);
+
 }  // namespace fathom::ggml::blocks

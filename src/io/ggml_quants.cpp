@@ -30,20 +30,20 @@ constexpr std::array<TypeInfo, 31> kTypes = {{
     {"Q5_K", kQKK, 2 + 2 + 12 + 32 + 128, true},
     {"Q6_K", kQKK, 128 + 64 + 16 + 2, true},
     {"Q8_K", kQKK, 4 + 256 + 2 * 16, true},
-    {"IQ2_XXS", kQKK, 2 + 2 * 32, false},
-    {"IQ2_XS", kQKK, 2 + 2 * 32 + 8, false},
-    {"IQ3_XXS", kQKK, 2 + 96, false},
-    {"IQ1_S", kQKK, 2 + 32 + 2 * 8, false},
+    {"IQ2_XXS", kQKK, 2 + 2 * 32, true},
+    {"IQ2_XS", kQKK, 2 + 2 * 32 + 8, true},
+    {"IQ3_XXS", kQKK, 2 + 96, true},
+    {"IQ1_S", kQKK, 2 + 32 + 2 * 8, true},
     {"IQ4_NL", kQK, 2 + 16, true},
-    {"IQ3_S", kQKK, 2 + 64 + 8 + 32 + 4, false},
-    {"IQ2_S", kQKK, 2 + 64 + 8 + 8, false},
+    {"IQ3_S", kQKK, 2 + 64 + 8 + 32 + 4, true},
+    {"IQ2_S", kQKK, 2 + 64 + 8 + 8, true},
     {"IQ4_XS", kQKK, 2 + 2 + 4 + 128, true},
     {"I8", 1, 1, true},
     {"I16", 1, 2, true},
     {"I32", 1, 4, true},
     {"I64", 1, 8, true},
     {"F64", 1, 8, true},
-    {"IQ1_M", kQKK, 32 + 16 + 8, false},
+    {"IQ1_M", kQKK, 32 + 16 + 8, true},
     {"BF16", 1, 2, true},
 }};
 
@@ -105,6 +105,13 @@ void dequantize_row(Type t, const void* src_v, float* dst, int64_t n) {
     case Type::Q6_K: blocks::q6_k(src, dst, nb); return;
     case Type::Q8_K: blocks::q8_k(src, dst, nb); return;
     case Type::IQ4_XS: blocks::iq4_xs(src, dst, nb); return;
+    case Type::IQ2_XXS: blocks::iq2_xxs(src, dst, nb); return;
+    case Type::IQ2_XS: blocks::iq2_xs(src, dst, nb); return;
+    case Type::IQ2_S: blocks::iq2_s(src, dst, nb); return;
+    case Type::IQ3_XXS: blocks::iq3_xxs(src, dst, nb); return;
+    case Type::IQ3_S: blocks::iq3_s(src, dst, nb); return;
+    case Type::IQ1_S: blocks::iq1_s(src, dst, nb); return;
+    case Type::IQ1_M: blocks::iq1_m(src, dst, nb); return;
     default: break;
   }
   fail("GGUF type {} is not supported yet", info->name);

@@ -5,8 +5,6 @@
 //  - every quantized file agrees with llama.cpp's logits on the same file (trimmed-mean KL
 //    <= 0.01), and is no further from the fp32 reference than llama.cpp is
 //    (KL <= 1.5x llama.cpp's + 0.002, both trimmed means over the same positions);
-//  - files holding a type fathom cannot decode yet (the IQ1/IQ2/IQ3 lattices) are refused
-//    with a clear error rather than run with wrong weights.
 #include <gtest/gtest.h>
 
 #include <cctype>
@@ -14,7 +12,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <set>
 
 #include "fixtures.h"
 #include "model/model.h"
@@ -97,16 +94,10 @@ TEST(GgufSmall, Bf16SplitMatchesReference) {
   }
 }
 
-// The GGML types a file holds, from its manifest (written by the fixture's maker, not by fathom).
+// A file's manifest (written by the fixture's maker, not by fathom).
 nlohmann::json manifest(const std::string& name) {
   std::ifstream in(small_dir() / (name + ".manifest.json"));
   return nlohmann::json::parse(in);
-}
-
-std::set<std::string> manifest_types(const nlohmann::json& m) {
-  std::set<std::string> out;
-  for (const auto& [type, count] : m.at("tensor_type_counts").items()) out.insert(type);
-  return out;
 }
 
 double mean(const std::vector<double>& v) {
@@ -115,31 +106,13 @@ double mean(const std::vector<double>& v) {
   return s / double(v.size());
 }
 
-bool has_lattice_type(const std::set<std::string>& types) {
-  for (const auto& t : types)
-    if (t.rfind("IQ1_", 0) == 0 || t.rfind("IQ2_", 0) == 0 || t.rfind("IQ3_", 0) == 0) return true;
-  return false;
-}
-
 class GgufSmallQuant : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GgufSmallQuant, KlAgainstLlamaCppAndReference) {
   const std::string name = GetParam();
   if (name.empty()) GTEST_SKIP() << "needs shared/fixtures/gguf/" << kStem;
   const fs::path file = small_dir() / (name + ".gguf");
-
-  // Until the lattice codebooks exist, such a file must be refused, naming the missing type.
   const nlohmann::json man = manifest(name);
-  if (has_lattice_type(manifest_types(man))) {
-    try {
-      load(file);
-      ADD_FAILURE() << name << " loaded, but it holds IQ1/IQ2/IQ3 tensors: check it like the others now";
-    } catch (const std::exception& e) {
-      EXPECT_NE(std::string(e.what()).find("is not supported yet"), std::string::npos) << e.what();
-      std::printf("[ %-8s ] refused: %s\n", name.substr(sizeof kStem).c_str(), e.what());
-    }
-    return;
-  }
 
   const Reference ref = read_reference();
   const TensorStore golden = TensorStore::open((small_dir() / (name + ".golden.safetensors")).string());
