@@ -20,7 +20,15 @@ enum class DType : uint8_t {
   // Block formats (fathom's own; 32 values per block with an fp16 scale):
   Q8_0,  // block: f16 d, int8 q[32]; x = d * q
   Q4_0,  // block: f16 d, uint8 q[16] (low nibbles = 0..15, high = 16..31); x = d * (q - 8)
+  // GGML's block formats, as GGUF files store them (decoded by io/ggml_quants; the CPU
+  // kernels run them as stored). 32-value blocks:
+  Q4_1, Q5_0, Q5_1, IQ4_NL,
+  // 256-value super-blocks:
+  Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M,
 };
+
+// One of the GGML block formats above (not Q8_0/Q4_0, which fathom packs and runs itself).
+bool is_ggml_block(DType t);
 
 std::string_view dtype_name(DType t);
 std::optional<DType> dtype_from_safetensors(std::string_view name);  // "F32", "BF16", ...

@@ -3,6 +3,9 @@
 // Every dequantizer reproduces ggml's reference row converters bit for bit: the same fp16
 // scale conversion, the same integer arithmetic and the same float operations in the same order.
 #include <cstdint>
+#include <optional>
+
+#include "core/dtype.h"
 
 namespace fathom::ggml {
 
@@ -58,6 +61,11 @@ int64_t row_bytes(Type t, int64_t n);
 // dst[n] = the values of the blocks at src (row_bytes(t, n) bytes, any alignment).
 // n must be a multiple of block_values; throws fathom::Error for an unsupported type.
 void dequantize_row(Type t, const void* src, float* dst, int64_t n);
+
+// The DType holding a GGML type's blocks as stored: Q8_0, Q4_0 and every is_ggml_block type
+// (nullopt for plain element types and Q8_K/Q8_1). ggml_type is its inverse.
+std::optional<DType> block_dtype(Type t);
+Type ggml_type(DType t);  // throws fathom::Error for a DType that is not a GGML block format
 
 // The 16 non-linear levels of IQ4_NL and IQ4_XS (a constant of the format).
 inline constexpr int8_t kIQ4NLValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,

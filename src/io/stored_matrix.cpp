@@ -18,7 +18,9 @@ StoredMatrix stored_matrix(const TensorStore& store, const ModelConfig& cfg, con
   switch (t.dtype) {
     case DType::F32: case DType::BF16: case DType::F16: case DType::Q8_0: case DType::Q4_0: return m;
     case DType::F8_E4M3: break;
-    default: fail("tensor '{}': dtype {} cannot be used for a weight matrix", t.name, dtype_name(t.dtype));
+    default:
+      if (is_ggml_block(t.dtype)) return m;
+      fail("tensor '{}': dtype {} cannot be used for a weight matrix", t.name, dtype_name(t.dtype));
   }
   if (cfg.fp8_block_rows != cfg.fp8_block_cols)
     fail("tensor '{}': non-square FP8 blocks {}x{} are not supported", t.name, cfg.fp8_block_rows,

@@ -10,15 +10,14 @@ namespace fathom {
 
 namespace {
 
-// GGML type ids whose blocks fathom reads as they are.
+// GGML type ids whose blocks fathom reads as they are: plain floats, and every block format
+// (Q8_0 and Q4_0 are fathom's own layouts too; the others run on the GGML kernels).
 std::optional<DType> direct_dtype(uint32_t ggml_type) {
   switch (ggml_type) {
     case uint32_t(ggml::Type::F32): return DType::F32;
     case uint32_t(ggml::Type::F16): return DType::F16;
-    case uint32_t(ggml::Type::Q4_0): return DType::Q4_0;  // f16 d, 16 bytes of nibbles (low: 0..15, high: 16..31)
-    case uint32_t(ggml::Type::Q8_0): return DType::Q8_0;  // f16 d, 32 int8
     case uint32_t(ggml::Type::BF16): return DType::BF16;
-    default: return std::nullopt;
+    default: return ggml::block_dtype(ggml::Type(ggml_type));
   }
 }
 
@@ -43,8 +42,10 @@ class Builder {
     v.shape = std::move(shape);
     auto dt = direct_dtype(t.type);
     // Embeddings and routers are read by rows as floats; norms and biases as f32 vectors.
-    const bool block = dt == DType::Q8_0 || dt == DType::Q4_0;
-    if (dt && !(block && kind != WeightKind::Linear)) {
+    // Block formats stay as stored only for linear layers whose rows hold whole blocks.
+    const bool block = dt && dtype_block_values(*dt) > 1;
+    const bool whole_blocks = !v.shape.empty() && v.shape.back() % (dt ? dtype_block_values(*dt) : 1) == 0;
+    if (dt && !(block && (kind != WeightKind::Linear || !whole_blocks))) {
       v.dtype = *dt;
       v.data = data;
       v.nbytes = dtype_bytes(*dt, n);

@@ -35,6 +35,7 @@ struct QuantActs {
   const float* d = nullptr;              // [m, K/32]
   const QActPair* pairs = nullptr;       // [m, ceil(K/64)], AVX2 on Rows weights only
   const int32_t* ncorr = nullptr;        // [m, K/32] -offset·Σq per block, Packed16 weights only
+  const int32_t* s16 = nullptr;          // [m, K/16] Σq per 16 values, GGML formats with mins
 };
 
 // Rearranges one quantized row (nb blocks) into ceil(nb/2) pairs.
@@ -53,6 +54,9 @@ struct Job {
 void run_cols_scalar(const Job& job, int64_t n0, int64_t n1);
 void run_cols_float_avx2(const Job& job, int64_t n0, int64_t n1);
 void run_cols_quant_avx2(const Job& job, int64_t n0, int64_t n1);
+// GGML block formats (ggml_decode.h), row-major. The two are bit-identical.
+void run_cols_ggml_scalar(const Job& job, int64_t n0, int64_t n1);
+void run_cols_ggml_avx2(const Job& job, int64_t n0, int64_t n1);
 // Packed16 weights (packed.h); n0 is a multiple of 16. The three are bit-identical.
 void run_cols_packed_scalar(const Job& job, int64_t n0, int64_t n1);
 void run_cols_packed_avx2(const Job& job, int64_t n0, int64_t n1);

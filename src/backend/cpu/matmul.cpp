@@ -15,6 +15,7 @@
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/packed.h"
 #include "core/error.h"
+#include "io/ggml_quants.h"
 
 namespace fathom::cpu {
 
@@ -107,6 +108,7 @@ void dequantize_row(const WeightView& w, int64_t r, float* out) {
       }
       return;
     default:
+      if (is_ggml_block(w.dtype)) return ggml::dequantize_row(ggml::ggml_type(w.dtype), p, out, K);
       fail("matmul: unsupported weight dtype {}", dtype_name(w.dtype));
   }
 }
@@ -159,7 +161,12 @@ bool cpu_has_avx512_vnni() {
 
 namespace {
 
-bool is_quant(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
+// Formats run on quantized activations: fathom's Q8_0/Q4_0 and GGML's block formats.
+bool is_quant(DType t) { return t == DType::Q8_0 || t == DType::Q4_0 || is_ggml_block(t); }
+// Q8_0/Q4_0 rows on AVX2 read the activations as block pairs (kernels.h, QActPair).
+bool uses_pairs(const WeightView& w, bool simd) {
+  return simd && w.layout == Layout::Rows && (w.dtype == DType::Q8_0 || w.dtype == DType::Q4_0);
+}
 
 void check(const WeightView& w) {
   switch (w.dtype) {
@@ -172,7 +179,11 @@ void check(const WeightView& w) {
       FATHOM_CHECK(w.cols % kQBlock == 0, "matmul: {} weight with {} columns (not a multiple of 32)",
                    dtype_name(w.dtype), w.cols);
       break;
-    default: fail("matmul: unsupported weight dtype {}", dtype_name(w.dtype));
+    default:
+      if (!is_ggml_block(w.dtype)) fail("matmul: unsupported weight dtype {}", dtype_name(w.dtype));
+      FATHOM_CHECK(w.cols % dtype_block_values(w.dtype) == 0, "matmul: {} weight with {} columns (not a multiple of {})",
+                   dtype_name(w.dtype), w.cols, dtype_block_values(w.dtype));
+      FATHOM_CHECK(w.layout == Layout::Rows, "matmul: packed {} weight", dtype_name(w.dtype));
   }
   FATHOM_CHECK(w.layout == Layout::Rows || is_quant(w.dtype), "matmul: packed {} weight", dtype_name(w.dtype));
 }
@@ -238,6 +249,7 @@ struct Scratch {
   std::vector<float> d;                  // their block scales, [Σ m·K/32]
   std::vector<detail::QActPair> pairs;   // AVX2 layout, [Σ m·ceil(K/64)]
   std::vector<int32_t> ncorr;            // Packed16 -offset·Σq, [Σ m·K/32]
+  std::vector<int32_t> s16;              // GGML formats: Σq per 16 values, [Σ m·K/16]
   std::vector<detail::Job> jobs;         // one per task
   std::vector<uint8_t> shares_acts;      // [jobs] 1: uses the previous job's quantized x
   StreamPlan plan;                       // streaming sections
@@ -280,6 +292,14 @@ void quantize_part(const Section& s, int t) {
       int32_t* c = job.qa.ncorr ? const_cast<int32_t*>(job.qa.ncorr) + i * nb : nullptr;
       s.quant_row(job.x + i * K, K, q, d, c);  // c: Σq per block, then -offset·Σq
       if (job.qa.pairs) detail::build_act_pairs(q, d, nb, const_cast<detail::QActPair*>(job.qa.pairs) + i * np);
+      if (job.qa.s16) {
+        int32_t* s16 = const_cast<int32_t*>(job.qa.s16) + i * (K / 16);
+        for (int64_t g = 0; g < K / 16; ++g) {
+          int32_t sum = 0;
+          for (int e = 0; e < 16; ++e) sum += q[16 * g + e];
+          s16[g] = sum;
+        }
+      }
       if (c) {
         const int32_t offset = packed_geometry(job.w->dtype, 1, K).offset;
         for (int64_t b2 = 0; b2 < nb; ++b2) c[b2] *= -offset;
@@ -292,6 +312,7 @@ void quantize_part(const Section& s, int t) {
 ColsFn cols_fn(const Section& s, const detail::Job& job) {
   if (job.w->layout == Layout::Packed16)
     return s.vnni ? detail::run_cols_packed_vnni : s.simd ? detail::run_cols_packed_avx2 : detail::run_cols_packed_scalar;
+  if (is_ggml_block(job.w->dtype)) return s.simd ? detail::run_cols_ggml_avx2 : detail::run_cols_ggml_scalar;
   if (!s.simd) return detail::run_cols_scalar;
   return is_quant(job.w->dtype) ? detail::run_cols_quant_avx2 : detail::run_cols_float_avx2;
 }
@@ -358,7 +379,7 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
   const bool vnni = opts.isa == Isa::Avx512 || (opts.isa == Isa::Auto && cpu_has_avx512_vnni());
   thread_local Scratch scratch;
   // Sizes first, so the scratch grows at most once per call and the pointers stay valid.
-  size_t nq = 0, nd = 0, np = 0, nc = 0;
+  size_t nq = 0, nd = 0, np = 0, nc = 0, ns = 0;
   int64_t work = 0, max_m = 0;
   for (size_t j = 0; j < n; ++j) {
     const MatmulTask& t = tasks[j];
@@ -370,23 +391,26 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
     const int64_t K = t.w->cols, nb = K / kQBlock;
     const bool packed = t.w->layout == Layout::Packed16;
     nq += size_t(t.m * K), nd += size_t(t.m * nb);
-    np += simd && !packed ? size_t(t.m * ((nb + 1) / 2)) : 0;
+    np += uses_pairs(*t.w, simd) ? size_t(t.m * ((nb + 1) / 2)) : 0;
     nc += packed ? size_t(t.m * nb) : 0;
+    ns += is_ggml_block(t.w->dtype) ? size_t(t.m * (K / 16)) : 0;
   }
   if (scratch.q.size() < nq) scratch.q.resize(nq);
   if (scratch.d.size() < nd) scratch.d.resize(nd);
   if (scratch.pairs.size() < np) scratch.pairs.resize(np);
   if (scratch.ncorr.size() < nc) scratch.ncorr.resize(nc);
+  if (scratch.s16.size() < ns) scratch.s16.resize(ns);
   if (scratch.jobs.size() < n) scratch.jobs.resize(n), scratch.shares_acts.resize(n);
   size_t n_jobs = 0;
-  nq = nd = np = nc = 0;
+  nq = nd = np = nc = ns = 0;
   int64_t quant_rows = 0, quant_elems = 0;  // of the tasks that own their activations
   // Consecutive tasks on the same input in the same activation layout (an MLP's gate and up,
   // a decode step's experts) quantize it once.
-  auto same_acts = [](const detail::Job& a, const detail::Job& b) {
+  auto same_acts = [simd](const detail::Job& a, const detail::Job& b) {
     const bool pa = a.w->layout == Layout::Packed16, pb = b.w->layout == Layout::Packed16;
     return a.qa.q && a.x == b.x && a.m == b.m && a.w->cols == b.w->cols && pa == pb &&
-           (!pa || a.w->dtype == b.w->dtype);
+           (!pa || a.w->dtype == b.w->dtype) && uses_pairs(*a.w, simd) == uses_pairs(*b.w, simd) &&
+           is_ggml_block(a.w->dtype) == is_ggml_block(b.w->dtype);
   };
   for (size_t j = 0; j < n; ++j) {
     const MatmulTask& t = tasks[j];
@@ -400,11 +424,13 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
         job.qa = scratch.jobs[n_jobs - 1].qa;
         scratch.shares_acts[n_jobs] = 1;
       } else {
-        job.qa = {scratch.q.data() + nq, scratch.d.data() + nd,
-                  simd && !packed ? scratch.pairs.data() + np : nullptr, packed ? scratch.ncorr.data() + nc : nullptr};
+        const bool ggml = is_ggml_block(t.w->dtype), pairs = uses_pairs(*t.w, simd);
+        job.qa = {scratch.q.data() + nq, scratch.d.data() + nd, pairs ? scratch.pairs.data() + np : nullptr,
+                  packed ? scratch.ncorr.data() + nc : nullptr, ggml ? scratch.s16.data() + ns : nullptr};
         nq += size_t(t.m * K), nd += size_t(t.m * nb);
-        np += simd && !packed ? size_t(t.m * ((nb + 1) / 2)) : 0;
+        np += pairs ? size_t(t.m * ((nb + 1) / 2)) : 0;
         nc += packed ? size_t(t.m * nb) : 0;
+        ns += ggml ? size_t(t.m * (K / 16)) : 0;
         quant_rows += t.m;
         quant_elems += t.m * K;
       }

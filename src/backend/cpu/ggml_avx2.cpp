@@ -1,0 +1,292 @@
+// AVX2 kernel for GGML block formats, bit-identical to ggml_matmul_scalar.cpp: the same
+// decoded int8 blocks (SIMD decoders for the K-quants, IQ4_XS and the lattices; the scalar
+// ones elsewhere), exact int32 sums of 4 products per lane (vpmaddubsw + vpmaddwd), then
+// the same FMAs. One row of x (decode) decodes each block and uses it at once; more rows
+// decode a panel of weight rows once and run every row of x over it.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "backend/cpu/ggml_decode.h"
+#include "backend/cpu/kernels.h"
+#include "io/ggml_iq_grids.h"
+#include "io/ggml_quants.h"
+#include "backend/cpu/simd.h"
+
+FATHOM_AVX2_BEGIN
+namespace fathom::cpu::detail {
+namespace {
+
+using namespace ggml::iq;
+
+inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+inline void store32(void* p, __m256i v) { _mm256_storeu_si256(static_cast<__m256i*>(p), v); }
+inline __m256i nib_lo(__m256i v) { return _mm256_and_si256(v, _mm256_set1_epi8(0x0f)); }
+inline __m256i bits(__m256i v, int shift, int mask) {
+  return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8(char(mask)));
+}
+
+// Four 8-value points with their sign bytes: value j of point p is negated where bit j of
+// signs[p] is set.
+inline __m256i apply_signs(__m256i points, uint8_t s0, uint8_t s1, uint8_t s2, uint8_t s3) {
+  const __m256i bitsel = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
+  const __m256i s = _mm256_setr_epi64x(int64_t(s0 * 0x0101010101010101ull), int64_t(s1 * 0x0101010101010101ull),
+                                       int64_t(s2 * 0x0101010101010101ull), int64_t(s3 * 0x0101010101010101ull));
+  const __m256i neg = _mm256_cmpeq_epi8(_mm256_and_si256(s, bitsel), bitsel);
+  return _mm256_sub_epi8(_mm256_xor_si256(points, neg), neg);
+}
+
+inline __m256i points4(uint64_t p0, uint64_t p1, uint64_t p2, uint64_t p3) {
+  return _mm256_setr_epi64x(int64_t(p0), int64_t(p1), int64_t(p2), int64_t(p3));
+}
+
+// IQ1: 8·grid ± 1 for four points, delta sign per point (true: −1).
+inline __m256i iq1_points(uint64_t p0, uint64_t p1, uint64_t p2, uint64_t p3, bool n0, bool n1, bool n2, bool n3) {
+  const __m256i g = _mm256_sign_epi8(_mm256_set1_epi8(8), points4(p0, p1, p2, p3));
+  const __m256i d = _mm256_setr_epi64x(n0 ? -1 : 0x0101010101010101, n1 ? -1 : 0x0101010101010101,
+                                       n2 ? -1 : 0x0101010101010101, n3 ? -1 : 0x0101010101010101);
+  return _mm256_add_epi8(g, d);
+}
+
+inline uint16_t u16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+inline uint32_t u32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// Decodes the quants of one block into q; false where only the scalar decoder exists.
+bool decode_quants(DType t, const uint8_t* b, int8_t* q) {
+  switch (t) {
+    case DType::Q4_K:
+      for (int g = 0; g < 4; ++g) {
+        const __m256i v = load32(b + 16 + 32 * g);
+        store32(q + 64 * g, nib_lo(v));
+        store32(q + 64 * g + 32, bits(v, 4, 0x0f));
+      }
+      return true;
+    case DType::Q5_K: {
+      const __m256i qh = load32(b + 16);
+      for (int g = 0; g < 4; ++g) {
+        const __m256i v = load32(b + 48 + 32 * g);
+        store32(q + 64 * g, _mm256_or_si256(nib_lo(v), _mm256_slli_epi16(bits(qh, 2 * g, 1), 4)));
+        store32(q + 64 * g + 32, _mm256_or_si256(bits(v, 4, 0x0f), _mm256_slli_epi16(bits(qh, 2 * g + 1, 1), 4)));
+      }
+      return true;
+    }
+    case DType::Q6_K: {
+      const __m256i m32 = _mm256_set1_epi8(32);
+      for (int h = 0; h < 2; ++h) {
+        const __m256i l0 = load32(b + 64 * h), l1 = load32(b + 64 * h + 32), qh = load32(b + 128 + 32 * h);
+        int8_t* o = q + 128 * h;
+        store32(o, _mm256_sub_epi8(_mm256_or_si256(nib_lo(l0), _mm256_slli_epi16(bits(qh, 0, 3), 4)), m32));
+        store32(o + 32, _mm256_sub_epi8(_mm256_or_si256(nib_lo(l1), _mm256_slli_epi16(bits(qh, 2, 3), 4)), m32));
+        store32(o + 64, _mm256_sub_epi8(_mm256_or_si256(bits(l0, 4, 0x0f), _mm256_slli_epi16(bits(qh, 4, 3), 4)), m32));
+        store32(o + 96, _mm256_sub_epi8(_mm256_or_si256(bits(l1, 4, 0x0f), _mm256_slli_epi16(bits(qh, 6, 3), 4)), m32));
+      }
+      return true;
+    }
+    case DType::Q2_K:
+      for (int h = 0; h < 2; ++h) {
+        const __m256i v = load32(b + 16 + 32 * h);
+        for (int f = 0; f < 4; ++f) store32(q + 128 * h + 32 * f, bits(v, 2 * f, 3));
+      }
+      return true;
+    case DType::Q3_K: {
+      const __m256i hm = load32(b), four = _mm256_set1_epi8(4);
+      for (int h = 0; h < 2; ++h) {
+        const __m256i v = load32(b + 32 + 32 * h);
+        for (int f = 0; f < 4; ++f) {
+          const __m256i hb = _mm256_slli_epi16(bits(hm, 4 * h + f, 1), 2);  // 4 where the bit is set
+          store32(q + 128 * h + 32 * f, _mm256_sub_epi8(_mm256_add_epi8(bits(v, 2 * f, 3), hb), four));
+        }
+      }
+      return true;
+    }
+    case DType::IQ4_XS: {
+      const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ggml::kIQ4NLValues)));
+      for (int j = 0; j < 8; j += 2) {
+        const __m256i v = load32(b + 8 + 16 * j);
+        const __m256i lo = _mm256_shuffle_epi8(lut, nib_lo(v)), hi = _mm256_shuffle_epi8(lut, bits(v, 4, 0x0f));
+        store32(q + 32 * j, _mm256_permute2x128_si256(lo, hi, 0x20));
+        store32(q + 32 * j + 32, _mm256_permute2x128_si256(lo, hi, 0x31));
+      }
+      return true;
+    }
+    case DType::IQ2_XXS:
+      for (int j = 0; j < 8; ++j) {
+        const uint8_t* s = b + 2 + 8 * j;
+        const uint32_t aux = u32(s + 4);
+        const __m256i p = points4(kIq2xxsGrid[s[0]], kIq2xxsGrid[s[1]], kIq2xxsGrid[s[2]], kIq2xxsGrid[s[3]]);
+        store32(q + 32 * j, apply_signs(p, signs_from7(aux), signs_from7(aux >> 7), signs_from7(aux >> 14),
+                                        signs_from7(aux >> 21)));
+      }
+      return true;
+    case DType::IQ2_XS:
+      for (int j = 0; j < 8; ++j) {
+        uint16_t v[4];
+        std::memcpy(v, b + 2 + 8 * j, 8);
+        const __m256i p = points4(kIq2xsGrid[v[0] & 511], kIq2xsGrid[v[1] & 511], kIq2xsGrid[v[2] & 511],
+                                  kIq2xsGrid[v[3] & 511]);
+        store32(q + 32 * j, apply_signs(p, signs_from7(v[0] >> 9), signs_from7(v[1] >> 9), signs_from7(v[2] >> 9),
+                                        signs_from7(v[3] >> 9)));
+      }
+      return true;
+    case DType::IQ2_S:
+      for (int j = 0; j < 8; ++j) {
+        const uint8_t* qs = b + 2 + 4 * j;
+        const int qh = b[66 + j];
+        const uint8_t* sg = b + 34 + 4 * j;
+        const __m256i p = points4(kIq2sGrid[size_t(qs[0] | ((qh << 8) & 0x300))],
+                                  kIq2sGrid[size_t(qs[1] | ((qh << 6) & 0x300))],
+                                  kIq2sGrid[size_t(qs[2] | ((qh << 4) & 0x300))],
+                                  kIq2sGrid[size_t(qs[3] | ((qh << 2) & 0x300))]);
+        store32(q + 32 * j, apply_signs(p, sg[0], sg[1], sg[2], sg[3]));
+      }
+      return true;
+    case DType::IQ3_XXS:
+      for (int j = 0; j < 8; ++j) {
+        const uint8_t* qs = b + 2 + 8 * j;
+        const uint32_t aux = u32(b + 66 + 4 * j);
+        auto pt = [&](int l) { return uint64_t(kIq3xxsGrid[qs[2 * l]]) | uint64_t(kIq3xxsGrid[qs[2 * l + 1]]) << 32; };
+        store32(q + 32 * j, apply_signs(points4(pt(0), pt(1), pt(2), pt(3)), signs_from7(aux), signs_from7(aux >> 7),
+                                        signs_from7(aux >> 14), signs_from7(aux >> 21)));
+      }
+      return true;
+    case DType::IQ3_S:
+      for (int j = 0; j < 8; ++j) {
+        const uint8_t* qs = b + 2 + 8 * j;
+        const int qh = b[66 + j];
+        const uint8_t* sg = b + 74 + 4 * j;
+        auto pt = [&](int l) {
+          return uint64_t(kIq3sGrid[size_t(qs[2 * l] | ((qh << (8 - 2 * l)) & 256))]) |
+                 uint64_t(kIq3sGrid[size_t(qs[2 * l + 1] | ((qh << (7 - 2 * l)) & 256))]) << 32;
+        };
+        store32(q + 32 * j, apply_signs(points4(pt(0), pt(1), pt(2), pt(3)), sg[0], sg[1], sg[2], sg[3]));
+      }
+      return true;
+    case DType::IQ1_S:
+      for (int j = 0; j < 8; ++j) {
+        const uint8_t* qs = b + 2 + 4 * j;
+        const uint16_t qh = u16(b + 34 + 2 * j);
+        auto pt = [&](int l) { return kIq1sGrid[size_t(qs[l] | (((qh >> (3 * l)) & 7) << 8))]; };
+        const bool neg = qh & 0x8000;
+        store32(q + 32 * j, iq1_points(pt(0), pt(1), pt(2), pt(3), neg, neg, neg, neg));
+      }
+      return true;
+    case DType::IQ1_M:
+      for (int j = 0; j < 8; ++j) {
+        const uint8_t* qs = b + 4 * j;
+        const int n0 = b[32 + 2 * j] & 0xf, n1 = b[32 + 2 * j] >> 4, n2 = b[33 + 2 * j] & 0xf, n3 = b[33 + 2 * j] >> 4;
+        store32(q + 32 * j, iq1_points(kIq1sGrid[size_t(qs[0] | ((n0 & 7) << 8))], kIq1sGrid[size_t(qs[1] | ((n1 & 7) << 8))],
+                                       kIq1sGrid[size_t(qs[2] | ((n2 & 7) << 8))], kIq1sGrid[size_t(qs[3] | ((n3 & 7) << 8))],
+                                       n0 & 8, n1 & 8, n2 & 8, n3 & 8));
+      }
+      return true;
+    default: return false;
+  }
+}
+
+inline void decode_block(DType t, const uint8_t* b, int8_t* q, float* a, float* mn) {
+  if (!decode_quants(t, b, q)) return decode_block_scalar(t, b, q, a, mn);
+  std::memset(mn, 0, sizeof(float) * size_t(dtype_block_values(t) / 16));
+  decode_scales(t, b, a, mn);
+}
+
+// Formats whose quants are all ≥ 0 go straight into vpmaddubsw (unsigned × signed).
+bool unsigned_quants(DType t) {
+  return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q2_K || t == DType::Q4_1 || t == DType::Q5_1;
+}
+
+// ngroups 32-value groups of decoded quants against one row of x, accumulated as the
+// scalar kernel does.
+template <bool kUnsigned, bool kMins>
+inline void groups_dot(const int8_t* q, const float* a, const float* mn, int64_t ngroups, const int8_t* xq,
+                       const float* xd, const int32_t* xs16, __m256& f, float& m) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i pair = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  for (int64_t g = 0; g < ngroups; ++g) {
+    const __m256i w = load32(q + 32 * g), x = load32(xq + 32 * g);
+    const __m256i p16 = kUnsigned ? _mm256_maddubs_epi16(w, x)
+                                  : _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    const __m256i p32 = _mm256_madd_epi16(p16, ones);
+    const __m256 a2 = _mm256_permutevar8x32_ps(
+        _mm256_castps128_ps256(_mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a + 2 * g)))), pair);
+    const float dx = xd[g];
+    f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_mul_ps(_mm256_set1_ps(dx), a2), f);
+    if constexpr (kMins) {
+      m = std::fma(dx * mn[2 * g], float(xs16[2 * g]), m);
+      m = std::fma(dx * mn[2 * g + 1], float(xs16[2 * g + 1]), m);
+    }
+  }
+}
+
+template <bool kUnsigned, bool kMins>
+void run(const Job& job, int64_t n0, int64_t n1) {
+  const WeightView& w = *job.w;
+  const DType t = w.dtype;
+  const int64_t K = w.cols, N = w.rows, m = job.m;
+  const int nv = dtype_block_values(t);
+  const size_t bb = dtype_block_bytes(t);
+  const int64_t nblk = K / nv, ng = K / 32;
+  if (m == 1) {
+    DecodedBlock blk;
+    for (int64_t n = n0; n < n1; ++n) {
+      const uint8_t* row = w.row(n);
+      __m256 f = _mm256_setzero_ps();
+      float mins = 0.0f;
+      for (int64_t kb = 0; kb < nblk; ++kb) {
+        decode_block(t, row + size_t(kb) * bb, blk.q, blk.a, blk.mn);
+        groups_dot<kUnsigned, kMins>(blk.q, blk.a, blk.mn, nv / 32, job.qa.q + kb * nv, job.qa.d + kb * nv / 32,
+                                     kMins ? job.qa.s16 + kb * nv / 16 : nullptr, f, mins);
+      }
+      job.y[n] = simd::hsum(f) - mins;
+    }
+    return;
+  }
+  // A panel of weight rows decoded once (~192 KiB, in L2), then every row of x over it.
+  const int64_t panel = std::clamp<int64_t>((192 << 10) / (K + K / 2), 1, 64);
+  thread_local std::vector<int8_t> pq;   // [panel, K]
+  thread_local std::vector<float> pa, pm;  // [panel, K/16]
+  if (pq.size() < size_t(panel * K)) pq.resize(size_t(panel * K)), pa.resize(size_t(panel * K / 16)), pm.resize(size_t(panel * K / 16));
+  for (int64_t p0 = n0; p0 < n1; p0 += panel) {
+    const int64_t pn = std::min(panel, n1 - p0);
+    for (int64_t r = 0; r < pn; ++r) {
+      const uint8_t* row = w.row(p0 + r);
+      for (int64_t kb = 0; kb < nblk; ++kb)
+        decode_block(t, row + size_t(kb) * bb, pq.data() + r * K + kb * nv, pa.data() + (r * K + kb * nv) / 16,
+                     pm.data() + (r * K + kb * nv) / 16);
+    }
+    for (int64_t i = 0; i < m; ++i) {
+      const int8_t* xq = job.qa.q + i * K;
+      const float* xd = job.qa.d + i * ng;
+      const int32_t* xs = kMins ? job.qa.s16 + i * (K / 16) : nullptr;
+      for (int64_t r = 0; r < pn; ++r) {
+        __m256 f = _mm256_setzero_ps();
+        float mins = 0.0f;
+        groups_dot<kUnsigned, kMins>(pq.data() + r * K, pa.data() + r * K / 16, pm.data() + r * K / 16, ng, xq, xd, xs,
+                                     f, mins);
+        job.y[i * N + p0 + r] = simd::hsum(f) - mins;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void run_cols_ggml_avx2(const Job& job, int64_t n0, int64_t n1) {
+  const DType t = job.w->dtype;
+  const bool u = unsigned_quants(t), mins = ggml_has_mins(t);
+  if (u && mins) return run<true, true>(job, n0, n1);
+  if (u) return run<true, false>(job, n0, n1);
+  if (mins) return run<false, true>(job, n0, n1);
+  return run<false, false>(job, n0, n1);
+}
+
+}  // namespace fathom::cpu::detail
+FATHOM_AVX2_END

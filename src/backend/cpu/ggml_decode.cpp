@@ -1,0 +1,286 @@
+// Scalar decoders of the GGML block formats into int8 quants with per-16 scales and mins
+// (ggml_decode.h). The bit layouts are those of io/ggml_kquants.cpp and io/ggml_iquants.cpp,
+// whose float dequantizers are tested bit-exact against ggml.
+#include "backend/cpu/ggml_decode.h"
+
+#include <cstring>
+
+#include "core/error.h"
+#include "io/ggml_iq_grids.h"
+#include "io/ggml_quants.h"
+
+namespace fathom::cpu::detail {
+namespace {
+
+using namespace ggml::iq;
+
+uint16_t u16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+uint32_t u32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+float f16(const uint8_t* p) { return f16_to_f32(u16(p)); }
+
+// Q4_K/Q5_K: 6-bit scale and min of 32-value sub-block j from the 12 packed bytes.
+void scale_min_k4(int j, const uint8_t* q, int& sc, int& m) {
+  if (j < 4) {
+    sc = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    sc = (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4);
+    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+// Q3_K: signed 6-bit scale of 16-value sub-block j.
+int q3k_scale(const uint8_t* packed, int j) {
+  const int lo = j < 8 ? (packed[j] & 0xf) : (packed[j - 8] >> 4);
+  const int hi = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
+  return (lo | (hi << 4)) - 32;
+}
+
+// 8 values of a grid point with signs (bit j set: value j negative).
+void signed8(uint64_t point, uint8_t signs, int8_t* q) {
+  for (int j = 0; j < 8; ++j) {
+    const int v = int((point >> (8 * j)) & 0xff);
+    q[j] = int8_t((signs >> j) & 1 ? -v : v);
+  }
+}
+
+// IQ1: 8·grid ± 1 (the delta's sign), so that a = dl/8.
+void shifted8(uint64_t point, bool negative_delta, int8_t* q) {
+  for (int j = 0; j < 8; ++j) q[j] = int8_t(8 * int(int8_t((point >> (8 * j)) & 0xff)) + (negative_delta ? -1 : 1));
+}
+
+void set2(float* a, int s32, float v) { a[2 * s32] = a[2 * s32 + 1] = v; }
+
+}  // namespace
+
+bool ggml_has_mins(DType t) {
+  return t == DType::Q2_K || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q4_1 || t == DType::Q5_1;
+}
+
+void decode_scales(DType t, const uint8_t* b, float* a, float* mn) {
+  switch (t) {
+    case DType::Q4_1: case DType::Q5_1: {
+      const float d = f16(b), m = f16(b + 2);
+      a[0] = a[1] = d;
+      mn[0] = mn[1] = -m;
+      return;
+    }
+    case DType::Q5_0: case DType::IQ4_NL: a[0] = a[1] = f16(b); return;
+    case DType::Q2_K: {
+      const float d = f16(b + 80), dmin = f16(b + 82);
+      for (int s = 0; s < 16; ++s) a[s] = d * float(b[s] & 0xf), mn[s] = dmin * float(b[s] >> 4);
+      return;
+    }
+    case DType::Q3_K: {
+      const float d = f16(b + 108);
+      for (int s = 0; s < 16; ++s) a[s] = d * float(q3k_scale(b + 96, s));
+      return;
+    }
+    case DType::Q4_K: case DType::Q5_K: {
+      const float d = f16(b), dmin = f16(b + 2);
+      for (int j = 0; j < 8; ++j) {
+        int sc, m;
+        scale_min_k4(j, b + 4, sc, m);
+        set2(a, j, d * float(sc));
+        set2(mn, j, dmin * float(m));
+      }
+      return;
+    }
+    case DType::Q6_K: {
+      const float d = f16(b + 208);
+      const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
+      for (int s = 0; s < 16; ++s) a[s] = d * float(sc[s]);
+      return;
+    }
+    case DType::IQ4_XS: {
+      const float d = f16(b);
+      const uint16_t h = u16(b + 2);
+      for (int j = 0; j < 8; ++j) {
+        const int ls = ((b[4 + j / 2] >> (4 * (j % 2))) & 0xf) | (((h >> (2 * j)) & 3) << 4);
+        set2(a, j, d * float(ls - 32));
+      }
+      return;
+    }
+    case DType::IQ2_XXS: {
+      const float d = f16(b);
+      for (int j = 0; j < 8; ++j) set2(a, j, d * (0.5f + float(u32(b + 2 + 8 * j + 4) >> 28)) * 0.25f);
+      return;
+    }
+    case DType::IQ2_XS: case DType::IQ2_S: {
+      const float d = f16(b);
+      const uint8_t* sc = b + (t == DType::IQ2_XS ? 66 : 74);
+      for (int j = 0; j < 8; ++j) {
+        a[2 * j] = d * (0.5f + float(sc[j] & 0xf)) * 0.25f;
+        a[2 * j + 1] = d * (0.5f + float(sc[j] >> 4)) * 0.25f;
+      }
+      return;
+    }
+    case DType::IQ3_XXS: {
+      const float d = f16(b);
+      for (int j = 0; j < 8; ++j) set2(a, j, d * (0.5f + float(u32(b + 66 + 4 * j) >> 28)) * 0.5f);
+      return;
+    }
+    case DType::IQ3_S: {
+      const float d = f16(b);
+      for (int j = 0; j < 8; ++j) {
+        const int s = j % 2 ? b[106 + j / 2] >> 4 : b[106 + j / 2] & 0xf;
+        set2(a, j, d * float(1 + 2 * s));
+      }
+      return;
+    }
+    case DType::IQ1_S: {
+      const float d = f16(b);
+      for (int j = 0; j < 8; ++j) set2(a, j, d * float(2 * ((u16(b + 34 + 2 * j) >> 12) & 7) + 1) * 0.125f);
+      return;
+    }
+    case DType::IQ1_M: {
+      uint16_t sc[4];
+      for (int k = 0; k < 4; ++k) sc[k] = u16(b + 48 + 2 * k);
+      const float d = f16_to_f32(
+          uint16_t((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000)));
+      for (int s = 0; s < 16; ++s) a[s] = d * float(2 * ((sc[s / 4] >> (3 * (s % 4))) & 7) + 1) * 0.125f;
+      return;
+    }
+    default: fail("no GGML decoder for dtype {}", dtype_name(t));
+  }
+}
+
+void decode_block_scalar(DType t, const uint8_t* b, int8_t* q, float* a, float* mn) {
+  std::memset(mn, 0, sizeof(float) * size_t(dtype_block_values(t) / 16));
+  decode_scales(t, b, a, mn);
+  switch (t) {
+    case DType::Q4_1:
+      for (int j = 0; j < 16; ++j) q[j] = int8_t(b[4 + j] & 0xf), q[j + 16] = int8_t(b[4 + j] >> 4);
+      return;
+    case DType::Q5_0: case DType::Q5_1: {
+      const int off = t == DType::Q5_0 ? 2 : 4;
+      const uint32_t qh = u32(b + off);
+      const uint8_t* qs = b + off + 4;
+      const int bias = t == DType::Q5_0 ? 16 : 0;
+      for (int j = 0; j < 16; ++j) {
+        q[j] = int8_t(((qs[j] & 0xf) | (((qh >> j) & 1) << 4)) - bias);
+        q[j + 16] = int8_t(((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - bias);
+      }
+      return;
+    }
+    case DType::IQ4_NL:
+      for (int j = 0; j < 16; ++j)
+        q[j] = ggml::kIQ4NLValues[b[2 + j] & 0xf], q[j + 16] = ggml::kIQ4NLValues[b[2 + j] >> 4];
+      return;
+    case DType::Q2_K:
+      // 16-value chunk s: half s/8, 2-bit field (s%8)/2, bytes 16·(s%2).. of that half's 32.
+      for (int s = 0; s < 16; ++s) {
+        const uint8_t* qs = b + 16 + 32 * (s / 8) + 16 * (s % 2);
+        const int shift = 2 * ((s % 8) / 2);
+        for (int l = 0; l < 16; ++l) q[16 * s + l] = int8_t((qs[l] >> shift) & 3);
+      }
+      return;
+    case DType::Q3_K:
+      for (int s = 0; s < 16; ++s) {
+        const int half = s / 8, field = (s % 8) / 2, part = s % 2, bit = 4 * half + field;
+        const uint8_t* qs = b + 32 + 32 * half + 16 * part;
+        const uint8_t* hm = b + 16 * part;
+        for (int l = 0; l < 16; ++l)
+          q[16 * s + l] = int8_t(((qs[l] >> (2 * field)) & 3) - ((hm[l] >> bit) & 1 ? 0 : 4));
+      }
+      return;
+    case DType::Q4_K:
+      for (int g = 0; g < 4; ++g)
+        for (int l = 0; l < 32; ++l) {
+          q[64 * g + l] = int8_t(b[16 + 32 * g + l] & 0xf);
+          q[64 * g + 32 + l] = int8_t(b[16 + 32 * g + l] >> 4);
+        }
+      return;
+    case DType::Q5_K:
+      for (int g = 0; g < 4; ++g)
+        for (int l = 0; l < 32; ++l) {
+          const uint8_t qs = b[48 + 32 * g + l], qh = b[16 + l];
+          q[64 * g + l] = int8_t((qs & 0xf) | (((qh >> (2 * g)) & 1) << 4));
+          q[64 * g + 32 + l] = int8_t((qs >> 4) | (((qh >> (2 * g + 1)) & 1) << 4));
+        }
+      return;
+    case DType::Q6_K:
+      for (int half = 0; half < 2; ++half) {
+        const uint8_t* ql = b + 64 * half;
+        const uint8_t* qh = b + 128 + 32 * half;
+        int8_t* o = q + 128 * half;
+        for (int l = 0; l < 32; ++l) {
+          o[l] = int8_t(((ql[l] & 0xf) | ((qh[l] & 3) << 4)) - 32);
+          o[l + 32] = int8_t(((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) - 32);
+          o[l + 64] = int8_t(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+          o[l + 96] = int8_t(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+        }
+      }
+      return;
+    case DType::IQ4_XS:
+      for (int j = 0; j < 8; ++j)
+        for (int l = 0; l < 16; ++l) {
+          q[32 * j + l] = ggml::kIQ4NLValues[b[8 + 16 * j + l] & 0xf];
+          q[32 * j + 16 + l] = ggml::kIQ4NLValues[b[8 + 16 * j + l] >> 4];
+        }
+      return;
+    case DType::IQ2_XXS:
+      for (int j = 0; j < 8; ++j) {
+        const uint8_t* sub = b + 2 + 8 * j;
+        const uint32_t aux = u32(sub + 4);
+        for (int l = 0; l < 4; ++l) signed8(kIq2xxsGrid[sub[l]], signs_from7(aux >> (7 * l)), q + 32 * j + 8 * l);
+      }
+      return;
+    case DType::IQ2_XS:
+      for (int k = 0; k < 32; ++k) {
+        const uint16_t v = u16(b + 2 + 2 * k);
+        signed8(kIq2xsGrid[v & 511], signs_from7(v >> 9), q + 8 * k);
+      }
+      return;
+    case DType::IQ2_S:
+      for (int k = 0; k < 32; ++k) {
+        const int idx = b[2 + k] | ((b[66 + k / 4] << (8 - 2 * (k % 4))) & 0x300);
+        signed8(kIq2sGrid[size_t(idx)], b[34 + k], q + 8 * k);
+      }
+      return;
+    case DType::IQ3_XXS:
+      for (int j = 0; j < 8; ++j) {
+        const uint32_t aux = u32(b + 66 + 4 * j);
+        for (int l = 0; l < 4; ++l) {
+          const uint64_t p = uint64_t(kIq3xxsGrid[b[2 + 8 * j + 2 * l]]) |
+                             uint64_t(kIq3xxsGrid[b[2 + 8 * j + 2 * l + 1]]) << 32;
+          signed8(p, signs_from7(aux >> (7 * l)), q + 32 * j + 8 * l);
+        }
+      }
+      return;
+    case DType::IQ3_S:
+      for (int j = 0; j < 8; ++j)
+        for (int l = 0; l < 4; ++l) {
+          const uint8_t* qs = b + 2 + 8 * j + 2 * l;
+          const int qh = b[66 + j];
+          const int i0 = qs[0] | ((qh << (8 - 2 * l)) & 256), i1 = qs[1] | ((qh << (7 - 2 * l)) & 256);
+          const uint64_t p = uint64_t(kIq3sGrid[size_t(i0)]) | uint64_t(kIq3sGrid[size_t(i1)]) << 32;
+          signed8(p, b[74 + 4 * j + l], q + 32 * j + 8 * l);
+        }
+      return;
+    case DType::IQ1_S:
+      for (int j = 0; j < 8; ++j) {
+        const uint16_t qh = u16(b + 34 + 2 * j);
+        for (int l = 0; l < 4; ++l)
+          shifted8(kIq1sGrid[size_t(b[2 + 4 * j + l] | (((qh >> (3 * l)) & 7) << 8))], qh & 0x8000, q + 32 * j + 8 * l);
+      }
+      return;
+    case DType::IQ1_M:
+      for (int k = 0; k < 32; ++k) {
+        const int nib = (b[32 + k / 2] >> (4 * (k % 2))) & 0xf;
+        shifted8(kIq1sGrid[size_t(b[k] | ((nib & 7) << 8))], nib & 8, q + 8 * k);
+      }
+      return;
+    default: fail("no GGML decoder for dtype {}", dtype_name(t));
+  }
+}
+
+}  // namespace fathom::cpu::detail
