@@ -89,7 +89,7 @@ TEST_P(GgufQuant, KlAgainstLlamaCppLogits) {
   EXPECT_LE(mean, 0.01) << name;
 }
 
-// The small model's Q4_K_M mixes Q4_K, Q5_0 (attn_k_b) and Q6_K, dequantized at load.
+// The small model's Q4_K_M mixes Q4_K, Q5_0 (attn_k_b) and Q6_K, run as stored.
 INSTANTIATE_TEST_SUITE_P(Files, GgufQuant,
                          ::testing::Values("tiny-deepseek-v3.Q8_0", "tiny-deepseek-v2-lite.Q8_0", "tiny-qwen2.Q8_0",
                                            "tiny-llama3.Q8_0", "small-deepseek-v3.Q4_K_M"));
