@@ -12,6 +12,7 @@
 #include "backend/cpu/kernels.h"
 #include "io/ggml_iq_grids.h"
 #include "io/ggml_quants.h"
+// simd.h last: only fathom's own functions get the AVX2 target.
 #include "backend/cpu/simd.h"
 
 FATHOM_AVX2_BEGIN
@@ -192,10 +193,9 @@ bool decode_quants(DType t, const uint8_t* b, int8_t* q) {
   }
 }
 
-inline void decode_block(DType t, const uint8_t* b, int8_t* q, float* a, float* mn) {
-  if (!decode_quants(t, b, q)) return decode_block_scalar(t, b, q, a, mn);
-  std::memset(mn, 0, sizeof(float) * size_t(dtype_block_values(t) / 16));
-  decode_scales(t, b, a, mn);
+inline void decode_block(DType t, const uint8_t* b, DecodedBlock& blk) {
+  if (!decode_quants(t, b, blk.q)) return decode_block_scalar(t, b, blk);
+  decode_scales(t, b, blk);
 }
 
 // Formats whose quants are all ≥ 0 go straight into vpmaddubsw (unsigned × signed).
@@ -203,27 +203,30 @@ bool unsigned_quants(DType t) {
   return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q2_K || t == DType::Q4_1 || t == DType::Q5_1;
 }
 
-// ngroups 32-value groups of decoded quants against one row of x, accumulated as the
-// scalar kernel does.
+// One decoded block against one row's activations at the same offset (ggml_decode.h).
 template <bool kUnsigned, bool kMins>
-inline void groups_dot(const int8_t* q, const float* a, const float* mn, int64_t ngroups, const int8_t* xq,
-                       const float* xd, const int32_t* xs16, __m256& f, float& m) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  const __m256i pair = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-  for (int64_t g = 0; g < ngroups; ++g) {
-    const __m256i w = load32(q + 32 * g), x = load32(xq + 32 * g);
+inline void block_dot(const DecodedBlock& b, int nv, const int8_t* xq, float dx, const int16_t* xs16, __m256& f,
+                      __m256& mf) {
+  __m256i S = _mm256_setzero_si256();
+  for (int g = 0; g < nv / 32; ++g) {
+    const __m256i w = load32(b.q + 32 * g), x = load32(xq + 32 * g);
     const __m256i p16 = kUnsigned ? _mm256_maddubs_epi16(w, x)
                                   : _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-    const __m256i p32 = _mm256_madd_epi16(p16, ones);
-    const __m256 a2 = _mm256_permutevar8x32_ps(
-        _mm256_castps128_ps256(_mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a + 2 * g)))), pair);
-    const float dx = xd[g];
-    f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_mul_ps(_mm256_set1_ps(dx), a2), f);
-    if constexpr (kMins) {
-      m = std::fma(dx * mn[2 * g], float(xs16[2 * g]), m);
-      m = std::fma(dx * mn[2 * g + 1], float(xs16[2 * g + 1]), m);
-    }
+    const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(b.sc[2 * g + 1]), _mm_set1_epi16(b.sc[2 * g]));
+    S = _mm256_add_epi32(S, _mm256_madd_epi16(p16, sc));
   }
+  f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), _mm256_set1_ps(dx * b.d), f);
+  if constexpr (kMins) {
+    const __m256i M = nv == 256 ? _mm256_madd_epi16(load32(b.mi), load32(xs16))
+                                : _mm256_setr_epi32(int32_t(b.mi[0]) * xs16[0] + int32_t(b.mi[1]) * xs16[1], 0, 0, 0, 0,
+                                                    0, 0, 0);
+    mf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), _mm256_set1_ps(dx * b.dmin), mf);
+  }
+}
+
+template <bool kMins>
+inline float finish(__m256 f, __m256 mf) {
+  return kMins ? simd::hsum(f) - simd::hsum(mf) : simd::hsum(f);
 }
 
 template <bool kUnsigned, bool kMins>
@@ -233,45 +236,37 @@ void run(const Job& job, int64_t n0, int64_t n1) {
   const int64_t K = w.cols, N = w.rows, m = job.m;
   const int nv = dtype_block_values(t);
   const size_t bb = dtype_block_bytes(t);
-  const int64_t nblk = K / nv, ng = K / 32;
+  const int64_t nblk = K / nv;
   if (m == 1) {
     DecodedBlock blk;
     for (int64_t n = n0; n < n1; ++n) {
       const uint8_t* row = w.row(n);
-      __m256 f = _mm256_setzero_ps();
-      float mins = 0.0f;
+      __m256 f = _mm256_setzero_ps(), mf = _mm256_setzero_ps();
       for (int64_t kb = 0; kb < nblk; ++kb) {
-        decode_block(t, row + size_t(kb) * bb, blk.q, blk.a, blk.mn);
-        groups_dot<kUnsigned, kMins>(blk.q, blk.a, blk.mn, nv / 32, job.qa.q + kb * nv, job.qa.d + kb * nv / 32,
-                                     kMins ? job.qa.s16 + kb * nv / 16 : nullptr, f, mins);
+        decode_block(t, row + size_t(kb) * bb, blk);
+        block_dot<kUnsigned, kMins>(blk, nv, job.qa.q + kb * nv, job.qa.d[kb], job.qa.g16 + kb * nv / 16, f, mf);
       }
-      job.y[n] = simd::hsum(f) - mins;
+      job.y[n] = finish<kMins>(f, mf);
     }
     return;
   }
-  // A panel of weight rows decoded once (~192 KiB, in L2), then every row of x over it.
-  const int64_t panel = std::clamp<int64_t>((192 << 10) / (K + K / 2), 1, 64);
-  thread_local std::vector<int8_t> pq;   // [panel, K]
-  thread_local std::vector<float> pa, pm;  // [panel, K/16]
-  if (pq.size() < size_t(panel * K)) pq.resize(size_t(panel * K)), pa.resize(size_t(panel * K / 16)), pm.resize(size_t(panel * K / 16));
+  // A panel of weight rows decoded once (~256 KiB, in L2), then every row of x over it.
+  const int64_t panel = std::clamp<int64_t>((256 << 10) / (nblk * int64_t(sizeof(DecodedBlock))), 1, 64);
+  thread_local std::vector<DecodedBlock> dec;  // [panel, nblk]
+  if (dec.size() < size_t(panel * nblk)) dec.resize(size_t(panel * nblk));
   for (int64_t p0 = n0; p0 < n1; p0 += panel) {
     const int64_t pn = std::min(panel, n1 - p0);
-    for (int64_t r = 0; r < pn; ++r) {
-      const uint8_t* row = w.row(p0 + r);
-      for (int64_t kb = 0; kb < nblk; ++kb)
-        decode_block(t, row + size_t(kb) * bb, pq.data() + r * K + kb * nv, pa.data() + (r * K + kb * nv) / 16,
-                     pm.data() + (r * K + kb * nv) / 16);
-    }
+    for (int64_t r = 0; r < pn; ++r)
+      for (int64_t kb = 0; kb < nblk; ++kb) decode_block(t, w.row(p0 + r) + size_t(kb) * bb, dec[size_t(r * nblk + kb)]);
     for (int64_t i = 0; i < m; ++i) {
       const int8_t* xq = job.qa.q + i * K;
-      const float* xd = job.qa.d + i * ng;
-      const int32_t* xs = kMins ? job.qa.s16 + i * (K / 16) : nullptr;
+      const float* xd = job.qa.d + i * nblk;
+      const int16_t* xs = job.qa.g16 + i * (K / 16);
       for (int64_t r = 0; r < pn; ++r) {
-        __m256 f = _mm256_setzero_ps();
-        float mins = 0.0f;
-        groups_dot<kUnsigned, kMins>(pq.data() + r * K, pa.data() + r * K / 16, pm.data() + r * K / 16, ng, xq, xd, xs,
-                                     f, mins);
-        job.y[i * N + p0 + r] = simd::hsum(f) - mins;
+        __m256 f = _mm256_setzero_ps(), mf = _mm256_setzero_ps();
+        for (int64_t kb = 0; kb < nblk; ++kb)
+          block_dot<kUnsigned, kMins>(dec[size_t(r * nblk + kb)], nv, xq + kb * nv, xd[kb], xs + kb * nv / 16, f, mf);
+        job.y[i * N + p0 + r] = finish<kMins>(f, mf);
       }
     }
   }

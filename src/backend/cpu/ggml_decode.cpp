@@ -3,6 +3,7 @@
 // whose float dequantizers are tested bit-exact against ggml.
 #include "backend/cpu/ggml_decode.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "core/error.h"
@@ -57,7 +58,7 @@ void shifted8(uint64_t point, bool negative_delta, int8_t* q) {
   for (int j = 0; j < 8; ++j) q[j] = int8_t(8 * int(int8_t((point >> (8 * j)) & 0xff)) + (negative_delta ? -1 : 1));
 }
 
-void set2(float* a, int s32, float v) { a[2 * s32] = a[2 * s32 + 1] = v; }
+void set2(int16_t* v, int s32, int x) { v[2 * s32] = v[2 * s32 + 1] = int16_t(x); }
 
 }  // namespace
 
@@ -65,97 +66,99 @@ bool ggml_has_mins(DType t) {
   return t == DType::Q2_K || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q4_1 || t == DType::Q5_1;
 }
 
-void decode_scales(DType t, const uint8_t* b, float* a, float* mn) {
+void decode_scales(DType t, const uint8_t* b, DecodedBlock& o) {
+  int16_t* sc = o.sc;
+  int16_t* mi = o.mi;
   switch (t) {
-    case DType::Q4_1: case DType::Q5_1: {
-      const float d = f16(b), m = f16(b + 2);
-      a[0] = a[1] = d;
-      mn[0] = mn[1] = -m;
+    case DType::Q4_1: case DType::Q5_1:
+      o.d = f16(b), o.dmin = -f16(b + 2);
+      sc[0] = sc[1] = 1, mi[0] = mi[1] = 1;
       return;
-    }
-    case DType::Q5_0: case DType::IQ4_NL: a[0] = a[1] = f16(b); return;
-    case DType::Q2_K: {
-      const float d = f16(b + 80), dmin = f16(b + 82);
-      for (int s = 0; s < 16; ++s) a[s] = d * float(b[s] & 0xf), mn[s] = dmin * float(b[s] >> 4);
+    case DType::Q5_0: case DType::IQ4_NL: o.d = f16(b), sc[0] = sc[1] = 1; return;
+    case DType::Q2_K:
+      o.d = f16(b + 80), o.dmin = f16(b + 82);
+      for (int s = 0; s < 16; ++s) sc[s] = int16_t(b[s] & 0xf), mi[s] = int16_t(b[s] >> 4);
       return;
-    }
-    case DType::Q3_K: {
-      const float d = f16(b + 108);
-      for (int s = 0; s < 16; ++s) a[s] = d * float(q3k_scale(b + 96, s));
+    case DType::Q3_K:
+      o.d = f16(b + 108);
+      for (int s = 0; s < 16; ++s) sc[s] = int16_t(q3k_scale(b + 96, s));
       return;
-    }
-    case DType::Q4_K: case DType::Q5_K: {
-      const float d = f16(b), dmin = f16(b + 2);
+    case DType::Q4_K: case DType::Q5_K:
+      o.d = f16(b), o.dmin = f16(b + 2);
       for (int j = 0; j < 8; ++j) {
-        int sc, m;
-        scale_min_k4(j, b + 4, sc, m);
-        set2(a, j, d * float(sc));
-        set2(mn, j, dmin * float(m));
+        int s, m;
+        scale_min_k4(j, b + 4, s, m);
+        set2(sc, j, s);
+        set2(mi, j, m);
       }
       return;
-    }
-    case DType::Q6_K: {
-      const float d = f16(b + 208);
-      const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
-      for (int s = 0; s < 16; ++s) a[s] = d * float(sc[s]);
+    case DType::Q6_K:
+      o.d = f16(b + 208);
+      for (int s = 0; s < 16; ++s) sc[s] = int16_t(int8_t(b[192 + s]));
       return;
-    }
     case DType::IQ4_XS: {
-      const float d = f16(b);
+      o.d = f16(b);
       const uint16_t h = u16(b + 2);
-      for (int j = 0; j < 8; ++j) {
-        const int ls = ((b[4 + j / 2] >> (4 * (j % 2))) & 0xf) | (((h >> (2 * j)) & 3) << 4);
-        set2(a, j, d * float(ls - 32));
-      }
+      for (int j = 0; j < 8; ++j)
+        set2(sc, j, (((b[4 + j / 2] >> (4 * (j % 2))) & 0xf) | (((h >> (2 * j)) & 3) << 4)) - 32);
       return;
     }
-    case DType::IQ2_XXS: {
-      const float d = f16(b);
-      for (int j = 0; j < 8; ++j) set2(a, j, d * (0.5f + float(u32(b + 2 + 8 * j + 4) >> 28)) * 0.25f);
+    // The lattices' sub-block scale (0.5 + s)·c is (2s + 1)·c/2.
+    case DType::IQ2_XXS:
+      o.d = f16(b) * 0.125f;
+      for (int j = 0; j < 8; ++j) set2(sc, j, 2 * int(u32(b + 2 + 8 * j + 4) >> 28) + 1);
       return;
-    }
     case DType::IQ2_XS: case DType::IQ2_S: {
-      const float d = f16(b);
-      const uint8_t* sc = b + (t == DType::IQ2_XS ? 66 : 74);
-      for (int j = 0; j < 8; ++j) {
-        a[2 * j] = d * (0.5f + float(sc[j] & 0xf)) * 0.25f;
-        a[2 * j + 1] = d * (0.5f + float(sc[j] >> 4)) * 0.25f;
-      }
+      o.d = f16(b) * 0.125f;
+      const uint8_t* s = b + (t == DType::IQ2_XS ? 66 : 74);
+      for (int j = 0; j < 8; ++j) sc[2 * j] = int16_t(2 * (s[j] & 0xf) + 1), sc[2 * j + 1] = int16_t(2 * (s[j] >> 4) + 1);
       return;
     }
-    case DType::IQ3_XXS: {
-      const float d = f16(b);
-      for (int j = 0; j < 8; ++j) set2(a, j, d * (0.5f + float(u32(b + 66 + 4 * j) >> 28)) * 0.5f);
+    case DType::IQ3_XXS:
+      o.d = f16(b) * 0.25f;
+      for (int j = 0; j < 8; ++j) set2(sc, j, 2 * int(u32(b + 66 + 4 * j) >> 28) + 1);
       return;
-    }
-    case DType::IQ3_S: {
-      const float d = f16(b);
-      for (int j = 0; j < 8; ++j) {
-        const int s = j % 2 ? b[106 + j / 2] >> 4 : b[106 + j / 2] & 0xf;
-        set2(a, j, d * float(1 + 2 * s));
-      }
+    case DType::IQ3_S:
+      o.d = f16(b);
+      for (int j = 0; j < 8; ++j) set2(sc, j, 2 * (j % 2 ? b[106 + j / 2] >> 4 : b[106 + j / 2] & 0xf) + 1);
       return;
-    }
-    case DType::IQ1_S: {
-      const float d = f16(b);
-      for (int j = 0; j < 8; ++j) set2(a, j, d * float(2 * ((u16(b + 34 + 2 * j) >> 12) & 7) + 1) * 0.125f);
+    case DType::IQ1_S:
+      o.d = f16(b) * 0.125f;
+      for (int j = 0; j < 8; ++j) set2(sc, j, 2 * ((u16(b + 34 + 2 * j) >> 12) & 7) + 1);
       return;
-    }
     case DType::IQ1_M: {
-      uint16_t sc[4];
-      for (int k = 0; k < 4; ++k) sc[k] = u16(b + 48 + 2 * k);
-      const float d = f16_to_f32(
-          uint16_t((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000)));
-      for (int s = 0; s < 16; ++s) a[s] = d * float(2 * ((sc[s / 4] >> (3 * (s % 4))) & 7) + 1) * 0.125f;
+      uint16_t w[4];
+      for (int k = 0; k < 4; ++k) w[k] = u16(b + 48 + 2 * k);
+      o.d = f16_to_f32(uint16_t((w[0] >> 12) | ((w[1] >> 8) & 0x00f0) | ((w[2] >> 4) & 0x0f00) | (w[3] & 0xf000))) *
+            0.125f;
+      for (int s = 0; s < 16; ++s) sc[s] = int16_t(2 * ((w[s / 4] >> (3 * (s % 4))) & 7) + 1);
       return;
     }
     default: fail("no GGML decoder for dtype {}", dtype_name(t));
   }
 }
 
-void decode_block_scalar(DType t, const uint8_t* b, int8_t* q, float* a, float* mn) {
-  std::memset(mn, 0, sizeof(float) * size_t(dtype_block_values(t) / 16));
-  decode_scales(t, b, a, mn);
+void quantize_acts_ggml(const float* x, int64_t K, int nv, int8_t* q, float* d, int16_t* s16) {
+  for (int64_t b = 0; b < K / nv; ++b) {
+    const float* xb = x + b * nv;
+    float amax = 0.0f;
+    for (int i = 0; i < nv; ++i) amax = std::fmax(amax, std::fabs(xb[i]));
+    const float db = amax / 127.0f;
+    const float id = db != 0.0f ? 1.0f / db : 0.0f;
+    d[b] = db;
+    for (int i = 0; i < nv; ++i) q[b * nv + i] = int8_t(std::nearbyint(xb[i] * id));
+  }
+  for (int64_t g = 0; g < K / 16; ++g) {
+    int sum = 0;
+    for (int e = 0; e < 16; ++e) sum += q[16 * g + e];
+    s16[g] = int16_t(sum);
+  }
+}
+
+void decode_block_scalar(DType t, const uint8_t* b, DecodedBlock& o) {
+  o = DecodedBlock{};
+  decode_scales(t, b, o);
+  int8_t* q = o.q;
   switch (t) {
     case DType::Q4_1:
       for (int j = 0; j < 16; ++j) q[j] = int8_t(b[4 + j] & 0xf), q[j + 16] = int8_t(b[4 + j] >> 4);

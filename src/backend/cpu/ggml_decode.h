@@ -1,19 +1,20 @@
 #pragma once
 // GGML block formats (Q2_K..Q6_K, IQ4_XS, the IQ1/IQ2/IQ3 lattices, Q4_1, Q5_0, Q5_1, IQ4_NL)
-// as the int8 kernels consume them. A block of 32 or 256 values decodes to int8 quants and
-// one float scale and min per 16 values:
-//   value k = a[k/16] · q[k] − mn[k/16]
-// (ggml's dequantized value, up to the rounding of that expression). Every format fits:
-// the K-quants' sub-block scales and mins, the lattices' signed grid points (IQ1's ±1/8 shift
-// folds in as q = 8·grid ± 1 with a = dl/8). |q| ≤ 127, so vpmaddubsw with |q| never
-// saturates.
+// as the int8 kernels consume them. A block of 32 or 256 values decodes to int8 quants,
+// integer scales and mins per 16 values, and two float factors:
+//   value k = d · sc[k/16] · q[k] − dmin · mi[k/16]
+// which is ggml's dequantized value up to float rounding. Every format fits: the K-quants'
+// sub-block scales and mins; the lattices' signed grid points with their odd scales 2s+1
+// (IQ1's ±1/8 shift folds in as q = 8·grid ± 1 with d/8); the 32-value formats with sc = 1
+// (Q4_1/Q5_1: dmin = −m, mi = 1). |q| ≤ 127, so vpmaddubsw with |q| never saturates.
 //
-// The kernels (ggml_matmul.cpp) compute y[i, n] in one fixed sequence of operations:
-//   f[0..7] = 0, mins = 0; for each 32-value group g of the row, activation block g:
-//     lane j: f[j] = fma(float(Σ_{e<4} q[32g+4j+e]·xq[32g+4j+e]), xd[g]·a[2g + j/4], f[j])
-//     if the format has mins: for h in 0, 1: mins = fma(xd[g]·mn[2g+h], float(Σ16 xq), mins)
-//   y = hsum8(f) − mins
-// so the scalar, AVX2 and AVX-512 versions agree bit for bit.
+// Activations are quantized per block of the weight format (amax/127, round to nearest even),
+// so each weight block meets one activation scale dx and its sums stay in integers:
+//   lane j (0..7) of a block: S[j] = Σ_g sc[2g + j/4] · Σ_{e<4} q[32g+4j+e]·xq[32g+4j+e]
+//                             M[j] = mi[2j]·xs[2j] + mi[2j+1]·xs[2j+1]   (xs: Σ xq per 16)
+//   f[j] = fma(float(S[j]), dx·d, f[j]);  mf[j] = fma(float(M[j]), dx·dmin, mf[j])
+//   y = hsum8(f) − hsum8(mf)   (mf only for formats with mins)
+// The scalar, AVX2 and AVX-512 kernels all compute exactly this, so they agree bit for bit.
 #include <cstdint>
 
 #include "core/dtype.h"
@@ -21,22 +22,23 @@
 namespace fathom::cpu::detail {
 
 struct alignas(64) DecodedBlock {
-  int8_t q[256];   // [values]
-  float a[16];     // [values / 16]
-  float mn[16];    // [values / 16], zero for formats without mins
+  int8_t q[256];    // [values]
+  int16_t sc[16];   // [values / 16]
+  int16_t mi[16];   // [values / 16], zero for formats without mins
+  float d = 0.0f, dmin = 0.0f;
 };
 
 // True for the formats whose decoded blocks carry mins (Q2_K, Q4_K, Q5_K, Q4_1, Q5_1).
 bool ggml_has_mins(DType t);
 
-// Decodes one block (dtype_block_values(t) values) at `blk`: q[values], a and mn[values/16].
-// Scalar reference.
-void decode_block_scalar(DType t, const uint8_t* blk, int8_t* q, float* a, float* mn);
-inline void decode_block_scalar(DType t, const uint8_t* blk, DecodedBlock& out) {
-  decode_block_scalar(t, blk, out.q, out.a, out.mn);
-}
+// Decodes one block (dtype_block_values(t) values) at `blk`. Scalar reference.
+void decode_block_scalar(DType t, const uint8_t* blk, DecodedBlock& out);
 
-// The scales and mins of a block, shared by every decoder so they round identically.
-void decode_scales(DType t, const uint8_t* blk, float* a, float* mn);
+// The scales, mins and factors of a block (everything but q), shared by every decoder.
+void decode_scales(DType t, const uint8_t* blk, DecodedBlock& out);
+
+// Quantizes one activation row of K values to blocks of `nv` (32 or 256): q[K], d[K/nv] and
+// s16[K/16] = Σq per 16 values. The one quantizer of every GGML kernel.
+void quantize_acts_ggml(const float* x, int64_t K, int nv, int8_t* q, float* d, int16_t* s16);
 
 }  // namespace fathom::cpu::detail

@@ -35,7 +35,9 @@ struct QuantActs {
   const float* d = nullptr;              // [m, K/32]
   const QActPair* pairs = nullptr;       // [m, ceil(K/64)], AVX2 on Rows weights only
   const int32_t* ncorr = nullptr;        // [m, K/32] -offset·Σq per block, Packed16 weights only
-  const int32_t* s16 = nullptr;          // [m, K/16] Σq per 16 values, GGML formats with mins
+  // GGML formats (ggml_decode.h): q and d are per block of the weight format (32 or 256
+  // values), and g16 [m, K/16] holds Σq per 16 values.
+  const int16_t* g16 = nullptr;
 };
 
 // Rearranges one quantized row (nb blocks) into ceil(nb/2) pairs.

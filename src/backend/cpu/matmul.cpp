@@ -12,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "backend/cpu/ggml_decode.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/packed.h"
 #include "core/error.h"
@@ -249,7 +250,7 @@ struct Scratch {
   std::vector<float> d;                  // their block scales, [Σ m·K/32]
   std::vector<detail::QActPair> pairs;   // AVX2 layout, [Σ m·ceil(K/64)]
   std::vector<int32_t> ncorr;            // Packed16 -offset·Σq, [Σ m·K/32]
-  std::vector<int32_t> s16;              // GGML formats: Σq per 16 values, [Σ m·K/16]
+  std::vector<int16_t> g16;              // GGML formats: Σq per 16 values, [Σ m·K/16]
   std::vector<detail::Job> jobs;         // one per task
   std::vector<uint8_t> shares_acts;      // [jobs] 1: uses the previous job's quantized x
   StreamPlan plan;                       // streaming sections
@@ -290,16 +291,14 @@ void quantize_part(const Section& s, int t) {
       int8_t* q = const_cast<int8_t*>(job.qa.q) + i * K;
       float* d = const_cast<float*>(job.qa.d) + i * nb;
       int32_t* c = job.qa.ncorr ? const_cast<int32_t*>(job.qa.ncorr) + i * nb : nullptr;
+      if (job.qa.g16) {  // GGML formats: blocks of the weight format, one quantizer for every kernel
+        const int nv = dtype_block_values(job.w->dtype);
+        detail::quantize_acts_ggml(job.x + i * K, K, nv, q, const_cast<float*>(job.qa.d) + i * (K / nv),
+                                   const_cast<int16_t*>(job.qa.g16) + i * (K / 16));
+        continue;
+      }
       s.quant_row(job.x + i * K, K, q, d, c);  // c: Σq per block, then -offset·Σq
       if (job.qa.pairs) detail::build_act_pairs(q, d, nb, const_cast<detail::QActPair*>(job.qa.pairs) + i * np);
-      if (job.qa.s16) {
-        int32_t* s16 = const_cast<int32_t*>(job.qa.s16) + i * (K / 16);
-        for (int64_t g = 0; g < K / 16; ++g) {
-          int32_t sum = 0;
-          for (int e = 0; e < 16; ++e) sum += q[16 * g + e];
-          s16[g] = sum;
-        }
-      }
       if (c) {
         const int32_t offset = packed_geometry(job.w->dtype, 1, K).offset;
         for (int64_t b2 = 0; b2 < nb; ++b2) c[b2] *= -offset;
@@ -399,7 +398,7 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
   if (scratch.d.size() < nd) scratch.d.resize(nd);
   if (scratch.pairs.size() < np) scratch.pairs.resize(np);
   if (scratch.ncorr.size() < nc) scratch.ncorr.resize(nc);
-  if (scratch.s16.size() < ns) scratch.s16.resize(ns);
+  if (scratch.g16.size() < ns) scratch.g16.resize(ns);
   if (scratch.jobs.size() < n) scratch.jobs.resize(n), scratch.shares_acts.resize(n);
   size_t n_jobs = 0;
   nq = nd = np = nc = ns = 0;
@@ -410,7 +409,8 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
     const bool pa = a.w->layout == Layout::Packed16, pb = b.w->layout == Layout::Packed16;
     return a.qa.q && a.x == b.x && a.m == b.m && a.w->cols == b.w->cols && pa == pb &&
            (!pa || a.w->dtype == b.w->dtype) && uses_pairs(*a.w, simd) == uses_pairs(*b.w, simd) &&
-           is_ggml_block(a.w->dtype) == is_ggml_block(b.w->dtype);
+           is_ggml_block(a.w->dtype) == is_ggml_block(b.w->dtype) &&
+           (!is_ggml_block(a.w->dtype) || dtype_block_values(a.w->dtype) == dtype_block_values(b.w->dtype));
   };
   for (size_t j = 0; j < n; ++j) {
     const MatmulTask& t = tasks[j];
@@ -426,7 +426,7 @@ void matmul_many(const MatmulTask* tasks, size_t n, ThreadPool& pool, const Matm
       } else {
         const bool ggml = is_ggml_block(t.w->dtype), pairs = uses_pairs(*t.w, simd);
         job.qa = {scratch.q.data() + nq, scratch.d.data() + nd, pairs ? scratch.pairs.data() + np : nullptr,
-                  packed ? scratch.ncorr.data() + nc : nullptr, ggml ? scratch.s16.data() + ns : nullptr};
+                  packed ? scratch.ncorr.data() + nc : nullptr, ggml ? scratch.g16.data() + ns : nullptr};
         nq += size_t(t.m * K), nd += size_t(t.m * nb);
         np += pairs ? size_t(t.m * ((nb + 1) / 2)) : 0;
         nc += packed ? size_t(t.m * nb) : 0;
