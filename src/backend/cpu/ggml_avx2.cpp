@@ -16,6 +16,9 @@
 #include "backend/cpu/simd.h"
 
 FATHOM_AVX2_BEGIN
+// Internal linkage: compiled here for AVX2 and F16C, and separately for the scalar decoders.
+#include "backend/cpu/ggml_scales.h"
+
 namespace fathom::cpu::detail {
 namespace {
 
@@ -50,20 +53,37 @@ inline __m256i iq1_points(uint64_t p0, uint64_t p1, uint64_t p2, uint64_t p3, bo
   return _mm256_add_epi8(g, d);
 }
 
-inline uint16_t u16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
+// Byte k (0..31) is 0xff where bit k of `bits` is set.
+inline __m256i bytes_from_bits(uint32_t bits) {
+  const __m256i which = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
+  const __m256i sel = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
+  const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(int(bits)), which);
+  return _mm256_cmpeq_epi8(_mm256_and_si256(v, sel), sel);
 }
-inline uint32_t u32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
+
+// A 32-value block's 16 nibble bytes as values 0..15 (low nibbles) and 16..31 (high).
+inline __m256i nibbles32(const uint8_t* p) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i m = _mm_set1_epi8(0x0f);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
 }
 
 // Decodes the quants of one block into q; false where only the scalar decoder exists.
-bool decode_quants(DType t, const uint8_t* b, int8_t* q) {
+[[gnu::always_inline]] inline bool decode_quants(DType t, const uint8_t* b, int8_t* q) {
   switch (t) {
+    case DType::Q4_1: store32(q, nibbles32(b + 4)); return true;
+    case DType::Q5_0: case DType::Q5_1: {
+      const int off = t == DType::Q5_0 ? 2 : 4;
+      const __m256i hi = _mm256_and_si256(bytes_from_bits(u32(b + off)), _mm256_set1_epi8(0x10));
+      const __m256i v = _mm256_or_si256(nibbles32(b + off + 4), hi);
+      store32(q, t == DType::Q5_0 ? _mm256_sub_epi8(v, _mm256_set1_epi8(16)) : v);
+      return true;
+    }
+    case DType::IQ4_NL: {
+      const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ggml::kIQ4NLValues)));
+      store32(q, _mm256_shuffle_epi8(lut, nibbles32(b + 2)));
+      return true;
+    }
     case DType::Q4_K:
       for (int g = 0; g < 4; ++g) {
         const __m256i v = load32(b + 16 + 32 * g);
@@ -193,18 +213,24 @@ bool decode_quants(DType t, const uint8_t* b, int8_t* q) {
   }
 }
 
-inline void decode_block(DType t, const uint8_t* b, DecodedBlock& blk) {
+[[gnu::always_inline]] inline void decode_block(DType t, const uint8_t* b, DecodedBlock& blk) {
   if (!decode_quants(t, b, blk.q)) return decode_block_scalar(t, b, blk);
-  decode_scales(t, b, blk);
+  decode_scales_with(t, b, blk, [](const uint8_t* p) { return _cvtsh_ss(u16(p)); });
 }
 
 // Formats whose quants are all ≥ 0 go straight into vpmaddubsw (unsigned × signed).
-bool unsigned_quants(DType t) {
+constexpr bool unsigned_quants(DType t) {
   return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q2_K || t == DType::Q4_1 || t == DType::Q5_1;
 }
 
+// Formats whose scales come per 32 values (both halves of a group share one).
+constexpr bool scale_per_32(DType t) {
+  return !(t == DType::Q2_K || t == DType::Q3_K || t == DType::Q6_K || t == DType::IQ2_XS || t == DType::IQ2_S ||
+           t == DType::IQ1_M);
+}
+
 // One decoded block against one row's activations at the same offset (ggml_decode.h).
-template <bool kUnsigned, bool kMins>
+template <bool kUnsigned, bool kMins, bool kPer32>
 inline void block_dot(const DecodedBlock& b, int nv, const int8_t* xq, float dx, const int16_t* xs16, __m256& f,
                       __m256& mf) {
   __m256i S = _mm256_setzero_si256();
@@ -212,7 +238,8 @@ inline void block_dot(const DecodedBlock& b, int nv, const int8_t* xq, float dx,
     const __m256i w = load32(b.q + 32 * g), x = load32(xq + 32 * g);
     const __m256i p16 = kUnsigned ? _mm256_maddubs_epi16(w, x)
                                   : _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-    const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(b.sc[2 * g + 1]), _mm_set1_epi16(b.sc[2 * g]));
+    const __m256i sc = kPer32 ? _mm256_set1_epi16(b.sc[2 * g])
+                              : _mm256_set_m128i(_mm_set1_epi16(b.sc[2 * g + 1]), _mm_set1_epi16(b.sc[2 * g]));
     S = _mm256_add_epi32(S, _mm256_madd_epi16(p16, sc));
   }
   f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), _mm256_set1_ps(dx * b.d), f);
@@ -229,22 +256,25 @@ inline float finish(__m256 f, __m256 mf) {
   return kMins ? simd::hsum(f) - simd::hsum(mf) : simd::hsum(f);
 }
 
-template <bool kUnsigned, bool kMins>
+// One kernel per format, so that its decoder inlines without a switch per block.
+template <DType t>
 void run(const Job& job, int64_t n0, int64_t n1) {
+  constexpr bool kUnsigned = unsigned_quants(t), kMins = ggml_mins(t);
   const WeightView& w = *job.w;
-  const DType t = w.dtype;
   const int64_t K = w.cols, N = w.rows, m = job.m;
   const int nv = dtype_block_values(t);
   const size_t bb = dtype_block_bytes(t);
   const int64_t nblk = K / nv;
+  const size_t rb = bb * size_t(nblk);
+  const auto* data = static_cast<const uint8_t*>(w.data);
   if (m == 1) {
     DecodedBlock blk;
     for (int64_t n = n0; n < n1; ++n) {
-      const uint8_t* row = w.row(n);
+      const uint8_t* row = data + size_t(n) * rb;
       __m256 f = _mm256_setzero_ps(), mf = _mm256_setzero_ps();
       for (int64_t kb = 0; kb < nblk; ++kb) {
         decode_block(t, row + size_t(kb) * bb, blk);
-        block_dot<kUnsigned, kMins>(blk, nv, job.qa.q + kb * nv, job.qa.d[kb], job.qa.g16 + kb * nv / 16, f, mf);
+        block_dot<kUnsigned, kMins, scale_per_32(t)>(blk, nv, job.qa.q + kb * nv, job.qa.d[kb], job.qa.g16 + kb * nv / 16, f, mf);
       }
       job.y[n] = finish<kMins>(f, mf);
     }
@@ -257,7 +287,7 @@ void run(const Job& job, int64_t n0, int64_t n1) {
   for (int64_t p0 = n0; p0 < n1; p0 += panel) {
     const int64_t pn = std::min(panel, n1 - p0);
     for (int64_t r = 0; r < pn; ++r)
-      for (int64_t kb = 0; kb < nblk; ++kb) decode_block(t, w.row(p0 + r) + size_t(kb) * bb, dec[size_t(r * nblk + kb)]);
+      for (int64_t kb = 0; kb < nblk; ++kb) decode_block(t, data + size_t(p0 + r) * rb + size_t(kb) * bb, dec[size_t(r * nblk + kb)]);
     for (int64_t i = 0; i < m; ++i) {
       const int8_t* xq = job.qa.q + i * K;
       const float* xd = job.qa.d + i * nblk;
@@ -265,7 +295,7 @@ void run(const Job& job, int64_t n0, int64_t n1) {
       for (int64_t r = 0; r < pn; ++r) {
         __m256 f = _mm256_setzero_ps(), mf = _mm256_setzero_ps();
         for (int64_t kb = 0; kb < nblk; ++kb)
-          block_dot<kUnsigned, kMins>(dec[size_t(r * nblk + kb)], nv, xq + kb * nv, xd[kb], xs + kb * nv / 16, f, mf);
+          block_dot<kUnsigned, kMins, scale_per_32(t)>(dec[size_t(r * nblk + kb)], nv, xq + kb * nv, xd[kb], xs + kb * nv / 16, f, mf);
         job.y[i * N + p0 + r] = finish<kMins>(f, mf);
       }
     }
@@ -275,12 +305,26 @@ void run(const Job& job, int64_t n0, int64_t n1) {
 }  // namespace
 
 void run_cols_ggml_avx2(const Job& job, int64_t n0, int64_t n1) {
-  const DType t = job.w->dtype;
-  const bool u = unsigned_quants(t), mins = ggml_has_mins(t);
-  if (u && mins) return run<true, true>(job, n0, n1);
-  if (u) return run<true, false>(job, n0, n1);
-  if (mins) return run<false, true>(job, n0, n1);
-  return run<false, false>(job, n0, n1);
+  switch (job.w->dtype) {
+    case DType::Q4_1: return run<DType::Q4_1>(job, n0, n1);
+    case DType::Q5_0: return run<DType::Q5_0>(job, n0, n1);
+    case DType::Q5_1: return run<DType::Q5_1>(job, n0, n1);
+    case DType::IQ4_NL: return run<DType::IQ4_NL>(job, n0, n1);
+    case DType::Q2_K: return run<DType::Q2_K>(job, n0, n1);
+    case DType::Q3_K: return run<DType::Q3_K>(job, n0, n1);
+    case DType::Q4_K: return run<DType::Q4_K>(job, n0, n1);
+    case DType::Q5_K: return run<DType::Q5_K>(job, n0, n1);
+    case DType::Q6_K: return run<DType::Q6_K>(job, n0, n1);
+    case DType::IQ4_XS: return run<DType::IQ4_XS>(job, n0, n1);
+    case DType::IQ3_XXS: return run<DType::IQ3_XXS>(job, n0, n1);
+    case DType::IQ3_S: return run<DType::IQ3_S>(job, n0, n1);
+    case DType::IQ2_XXS: return run<DType::IQ2_XXS>(job, n0, n1);
+    case DType::IQ2_XS: return run<DType::IQ2_XS>(job, n0, n1);
+    case DType::IQ2_S: return run<DType::IQ2_S>(job, n0, n1);
+    case DType::IQ1_S: return run<DType::IQ1_S>(job, n0, n1);
+    case DType::IQ1_M: return run<DType::IQ1_M>(job, n0, n1);
+    default: fail_no_kernel("ggml avx2", job.w->dtype);
+  }
 }
 
 }  // namespace fathom::cpu::detail

@@ -2,6 +2,7 @@
 // (ggml_decode.h). The bit layouts are those of io/ggml_kquants.cpp and io/ggml_iquants.cpp,
 // whose float dequantizers are tested bit-exact against ggml.
 #include "backend/cpu/ggml_decode.h"
+#include "backend/cpu/ggml_scales.h"
 
 #include <cmath>
 #include <cstring>
@@ -14,36 +15,6 @@ namespace fathom::cpu::detail {
 namespace {
 
 using namespace ggml::iq;
-
-uint16_t u16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-uint32_t u32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-float f16(const uint8_t* p) { return f16_to_f32(u16(p)); }
-
-// Q4_K/Q5_K: 6-bit scale and min of 32-value sub-block j from the 12 packed bytes.
-void scale_min_k4(int j, const uint8_t* q, int& sc, int& m) {
-  if (j < 4) {
-    sc = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    sc = (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4);
-    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
-
-// Q3_K: signed 6-bit scale of 16-value sub-block j.
-int q3k_scale(const uint8_t* packed, int j) {
-  const int lo = j < 8 ? (packed[j] & 0xf) : (packed[j - 8] >> 4);
-  const int hi = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
-  return (lo | (hi << 4)) - 32;
-}
 
 // 8 values of a grid point with signs (bit j set: value j negative).
 void signed8(uint64_t point, uint8_t signs, int8_t* q) {
@@ -58,84 +29,12 @@ void shifted8(uint64_t point, bool negative_delta, int8_t* q) {
   for (int j = 0; j < 8; ++j) q[j] = int8_t(8 * int(int8_t((point >> (8 * j)) & 0xff)) + (negative_delta ? -1 : 1));
 }
 
-void set2(int16_t* v, int s32, int x) { v[2 * s32] = v[2 * s32 + 1] = int16_t(x); }
 
 }  // namespace
 
-bool ggml_has_mins(DType t) {
-  return t == DType::Q2_K || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q4_1 || t == DType::Q5_1;
-}
 
 void decode_scales(DType t, const uint8_t* b, DecodedBlock& o) {
-  int16_t* sc = o.sc;
-  int16_t* mi = o.mi;
-  switch (t) {
-    case DType::Q4_1: case DType::Q5_1:
-      o.d = f16(b), o.dmin = -f16(b + 2);
-      sc[0] = sc[1] = 1, mi[0] = mi[1] = 1;
-      return;
-    case DType::Q5_0: case DType::IQ4_NL: o.d = f16(b), sc[0] = sc[1] = 1; return;
-    case DType::Q2_K:
-      o.d = f16(b + 80), o.dmin = f16(b + 82);
-      for (int s = 0; s < 16; ++s) sc[s] = int16_t(b[s] & 0xf), mi[s] = int16_t(b[s] >> 4);
-      return;
-    case DType::Q3_K:
-      o.d = f16(b + 108);
-      for (int s = 0; s < 16; ++s) sc[s] = int16_t(q3k_scale(b + 96, s));
-      return;
-    case DType::Q4_K: case DType::Q5_K:
-      o.d = f16(b), o.dmin = f16(b + 2);
-      for (int j = 0; j < 8; ++j) {
-        int s, m;
-        scale_min_k4(j, b + 4, s, m);
-        set2(sc, j, s);
-        set2(mi, j, m);
-      }
-      return;
-    case DType::Q6_K:
-      o.d = f16(b + 208);
-      for (int s = 0; s < 16; ++s) sc[s] = int16_t(int8_t(b[192 + s]));
-      return;
-    case DType::IQ4_XS: {
-      o.d = f16(b);
-      const uint16_t h = u16(b + 2);
-      for (int j = 0; j < 8; ++j)
-        set2(sc, j, (((b[4 + j / 2] >> (4 * (j % 2))) & 0xf) | (((h >> (2 * j)) & 3) << 4)) - 32);
-      return;
-    }
-    // The lattices' sub-block scale (0.5 + s)·c is (2s + 1)·c/2.
-    case DType::IQ2_XXS:
-      o.d = f16(b) * 0.125f;
-      for (int j = 0; j < 8; ++j) set2(sc, j, 2 * int(u32(b + 2 + 8 * j + 4) >> 28) + 1);
-      return;
-    case DType::IQ2_XS: case DType::IQ2_S: {
-      o.d = f16(b) * 0.125f;
-      const uint8_t* s = b + (t == DType::IQ2_XS ? 66 : 74);
-      for (int j = 0; j < 8; ++j) sc[2 * j] = int16_t(2 * (s[j] & 0xf) + 1), sc[2 * j + 1] = int16_t(2 * (s[j] >> 4) + 1);
-      return;
-    }
-    case DType::IQ3_XXS:
-      o.d = f16(b) * 0.25f;
-      for (int j = 0; j < 8; ++j) set2(sc, j, 2 * int(u32(b + 66 + 4 * j) >> 28) + 1);
-      return;
-    case DType::IQ3_S:
-      o.d = f16(b);
-      for (int j = 0; j < 8; ++j) set2(sc, j, 2 * (j % 2 ? b[106 + j / 2] >> 4 : b[106 + j / 2] & 0xf) + 1);
-      return;
-    case DType::IQ1_S:
-      o.d = f16(b) * 0.125f;
-      for (int j = 0; j < 8; ++j) set2(sc, j, 2 * ((u16(b + 34 + 2 * j) >> 12) & 7) + 1);
-      return;
-    case DType::IQ1_M: {
-      uint16_t w[4];
-      for (int k = 0; k < 4; ++k) w[k] = u16(b + 48 + 2 * k);
-      o.d = f16_to_f32(uint16_t((w[0] >> 12) | ((w[1] >> 8) & 0x00f0) | ((w[2] >> 4) & 0x0f00) | (w[3] & 0xf000))) *
-            0.125f;
-      for (int s = 0; s < 16; ++s) sc[s] = int16_t(2 * ((w[s / 4] >> (3 * (s % 4))) & 7) + 1);
-      return;
-    }
-    default: fail("no GGML decoder for dtype {}", dtype_name(t));
-  }
+  decode_scales_with(t, b, o, [](const uint8_t* p) { return f16_to_f32(u16(p)); });
 }
 
 void quantize_acts_ggml(const float* x, int64_t K, int nv, int8_t* q, float* d, int16_t* s16) {
@@ -156,7 +55,6 @@ void quantize_acts_ggml(const float* x, int64_t K, int nv, int8_t* q, float* d, 
 }
 
 void decode_block_scalar(DType t, const uint8_t* b, DecodedBlock& o) {
-  o = DecodedBlock{};
   decode_scales(t, b, o);
   int8_t* q = o.q;
   switch (t) {

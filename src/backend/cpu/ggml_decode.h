@@ -29,7 +29,10 @@ struct alignas(64) DecodedBlock {
 };
 
 // True for the formats whose decoded blocks carry mins (Q2_K, Q4_K, Q5_K, Q4_1, Q5_1).
-bool ggml_has_mins(DType t);
+constexpr bool ggml_mins(DType t) {
+  return t == DType::Q2_K || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q4_1 || t == DType::Q5_1;
+}
+inline bool ggml_has_mins(DType t) { return ggml_mins(t); }
 
 // Decodes one block (dtype_block_values(t) values) at `blk`. Scalar reference.
 void decode_block_scalar(DType t, const uint8_t* blk, DecodedBlock& out);
