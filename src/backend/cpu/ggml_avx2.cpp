@@ -100,18 +100,16 @@ inline __m256i nibbles32(const uint8_t* p) {
       }
       return true;
     }
-    case DType::Q6_K: {
-      const __m256i m32 = _mm256_set1_epi8(32);
+    case DType::Q6_K:  // unsigned 0..63 (decode_scales_with: the −32 is a min)
       for (int h = 0; h < 2; ++h) {
         const __m256i l0 = load32(b + 64 * h), l1 = load32(b + 64 * h + 32), qh = load32(b + 128 + 32 * h);
         int8_t* o = q + 128 * h;
-        store32(o, _mm256_sub_epi8(_mm256_or_si256(nib_lo(l0), _mm256_slli_epi16(bits(qh, 0, 3), 4)), m32));
-        store32(o + 32, _mm256_sub_epi8(_mm256_or_si256(nib_lo(l1), _mm256_slli_epi16(bits(qh, 2, 3), 4)), m32));
-        store32(o + 64, _mm256_sub_epi8(_mm256_or_si256(bits(l0, 4, 0x0f), _mm256_slli_epi16(bits(qh, 4, 3), 4)), m32));
-        store32(o + 96, _mm256_sub_epi8(_mm256_or_si256(bits(l1, 4, 0x0f), _mm256_slli_epi16(bits(qh, 6, 3), 4)), m32));
+        store32(o, _mm256_or_si256(nib_lo(l0), _mm256_slli_epi16(bits(qh, 0, 3), 4)));
+        store32(o + 32, _mm256_or_si256(nib_lo(l1), _mm256_slli_epi16(bits(qh, 2, 3), 4)));
+        store32(o + 64, _mm256_or_si256(bits(l0, 4, 0x0f), _mm256_slli_epi16(bits(qh, 4, 3), 4)));
+        store32(o + 96, _mm256_or_si256(bits(l1, 4, 0x0f), _mm256_slli_epi16(bits(qh, 6, 3), 4)));
       }
       return true;
-    }
     case DType::Q2_K:
       for (int h = 0; h < 2; ++h) {
         const __m256i v = load32(b + 16 + 32 * h);
@@ -220,7 +218,8 @@ inline __m256i nibbles32(const uint8_t* p) {
 
 // Formats whose quants are all ≥ 0 go straight into vpmaddubsw (unsigned × signed).
 constexpr bool unsigned_quants(DType t) {
-  return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q2_K || t == DType::Q4_1 || t == DType::Q5_1;
+  return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K || t == DType::Q2_K || t == DType::Q4_1 ||
+         t == DType::Q5_1;
 }
 
 // Formats whose scales come per 32 values (both halves of a group share one).
@@ -256,6 +255,107 @@ inline float finish(__m256 f, __m256 mf) {
   return kMins ? simd::hsum(f) - simd::hsum(mf) : simd::hsum(f);
 }
 
+// Decode (one row of x): the hottest formats dot straight from the block bytes, without the
+// DecodedBlock round trip. Same integers and the same FMAs as block_dot.
+struct RowActs {
+  const int8_t* q;     // [K]
+  const float* d;      // [K / 256]
+  const int16_t* g16;  // [K / 16]
+};
+
+// Q4_K / Q5_K: 8 sub-blocks of 32, 6-bit scales and mins (decode_scales_with, four bytes at a time).
+template <bool kQ5>
+inline void superblock_q45k(const uint8_t* b, const int8_t* xq, float dx, const int16_t* xs, __m256& f, __m256& mf) {
+  const uint32_t w0 = u32(b + 4), w1 = u32(b + 8), w2 = u32(b + 12);
+  const uint32_t s03 = w0 & 0x3f3f3f3f, m03 = w1 & 0x3f3f3f3f;
+  const uint32_t s47 = (w2 & 0x0f0f0f0f) | (((w0 >> 6) & 0x03030303) << 4);
+  const uint32_t m47 = ((w2 >> 4) & 0x0f0f0f0f) | (((w1 >> 6) & 0x03030303) << 4);
+  // Scale g as int16 in every position of both lanes: one vpshufb per group.
+  const __m256i sc16 = _mm256_broadcastsi128_si256(
+      _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(uint64_t(s03) | uint64_t(s47) << 32))));
+  const __m128i m8 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(uint64_t(m03) | uint64_t(m47) << 32)));
+  const __m256i m32 = _mm256_cvtepu16_epi32(m8);
+  const __m256i mdup = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));  // mi[2j] = mi[2j+1] = m[j]
+  const uint8_t* qs = b + (kQ5 ? 48 : 16);
+  const __m256i qh = kQ5 ? load32(b + 16) : _mm256_setzero_si256();
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  __m256i S = _mm256_setzero_si256();
+  for (int p = 0; p < 4; ++p) {
+    const __m256i v = load32(qs + 32 * p);
+    __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    if constexpr (kQ5) {
+      lo = _mm256_or_si256(lo, _mm256_slli_epi16(bits(qh, 2 * p, 1), 4));
+      hi = _mm256_or_si256(hi, _mm256_slli_epi16(bits(qh, 2 * p + 1, 1), 4));
+    }
+    const __m256i c0 = _mm256_set1_epi16(int16_t(0x0100 + 0x0202 * (2 * p)));  // bytes 4p, 4p+1
+    const __m256i c1 = _mm256_set1_epi16(int16_t(0x0100 + 0x0202 * (2 * p + 1)));
+    const __m256i p0 = _mm256_maddubs_epi16(lo, load32(xq + 64 * p));
+    const __m256i p1 = _mm256_maddubs_epi16(hi, load32(xq + 64 * p + 32));
+    S = _mm256_add_epi32(S, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc16, c0)));
+    S = _mm256_add_epi32(S, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc16, c1)));
+  }
+  f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), _mm256_set1_ps(dx * _cvtsh_ss(u16(b))), f);
+  const __m256i M = _mm256_madd_epi16(mdup, load32(xs));
+  mf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), _mm256_set1_ps(dx * _cvtsh_ss(u16(b + 2))), mf);
+}
+
+// Q6_K: 16 sub-blocks of 16 with int8 scales; unsigned 6-bit quants, the −32 as a min.
+inline void superblock_q6k(const uint8_t* b, const int8_t* xq, float dx, const int16_t* xs, __m256& f, __m256& mf) {
+  const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192)));
+  // Group g: unit g of sc16 holds (sc[2g], sc[2g+1]); spread sc[2g] over the low lane, sc[2g+1] the high.
+  const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2,
+                                          3, 2, 3, 2, 3);
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  __m256i S = _mm256_setzero_si256();
+  for (int h = 0; h < 2; ++h) {
+    const __m256i l0 = load32(b + 64 * h), l1 = load32(b + 64 * h + 32), qh = load32(b + 128 + 32 * h);
+    const __m256i q[4] = {_mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(bits(qh, 0, 3), 4)),
+                          _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(bits(qh, 2, 3), 4)),
+                          _mm256_or_si256(bits(l0, 4, 0x0f), _mm256_slli_epi16(bits(qh, 4, 3), 4)),
+                          _mm256_or_si256(bits(l1, 4, 0x0f), _mm256_slli_epi16(bits(qh, 6, 3), 4))};
+    for (int k = 0; k < 4; ++k) {
+      const int g = 4 * h + k;
+      const __m256i p16 = _mm256_maddubs_epi16(q[k], load32(xq + 32 * g));
+      const __m256i sc = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(g)), spread);
+      S = _mm256_add_epi32(S, _mm256_madd_epi16(p16, sc));
+    }
+  }
+  const __m256 dd = _mm256_set1_ps(dx * _cvtsh_ss(u16(b + 208)));
+  f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), dd, f);
+  const __m256i M = _mm256_madd_epi16(_mm256_slli_epi16(sc16, 5), load32(xs));  // mi = 32·sc
+  mf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), dd, mf);
+}
+
+// Legacy 32-value blocks with sc = 1: Q5_0 (the K-quant files' fallback for rows of 1408).
+inline void block_q50(const uint8_t* b, const int8_t* xq, float dx, __m256& f) {
+  const __m256i hi = _mm256_and_si256(bytes_from_bits(u32(b + 2)), _mm256_set1_epi8(0x10));
+  const __m256i q = _mm256_sub_epi8(_mm256_or_si256(nibbles32(b + 6), hi), _mm256_set1_epi8(16));
+  const __m256i x = load32(xq);
+  const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
+  const __m256i S = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+  f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), _mm256_set1_ps(dx * _cvtsh_ss(u16(b))), f);
+}
+
+template <DType t>
+constexpr bool has_fused_row = t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K || t == DType::Q5_0;
+
+template <DType t>
+inline float fused_row(const uint8_t* row, int64_t nblk, const int8_t* xq, const float* xd, const int16_t* xs) {
+  __m256 f = _mm256_setzero_ps(), mf = _mm256_setzero_ps();
+  constexpr int nv = t == DType::Q5_0 ? 32 : 256;
+  constexpr size_t bb = t == DType::Q4_K ? 144 : t == DType::Q5_K ? 176 : t == DType::Q6_K ? 210 : 22;
+  for (int64_t kb = 0; kb < nblk; ++kb) {
+    const uint8_t* b = row + size_t(kb) * bb;
+    if constexpr (t == DType::Q4_K || t == DType::Q5_K)
+      superblock_q45k<t == DType::Q5_K>(b, xq + kb * nv, xd[kb], xs + kb * nv / 16, f, mf);
+    else if constexpr (t == DType::Q6_K)
+      superblock_q6k(b, xq + kb * nv, xd[kb], xs + kb * nv / 16, f, mf);
+    else
+      block_q50(b, xq + kb * nv, xd[kb], f);
+  }
+  return ggml_mins(t) ? simd::hsum(f) - simd::hsum(mf) : simd::hsum(f);
+}
+
 // One kernel per format, so that its decoder inlines without a switch per block.
 template <DType t>
 void run(const Job& job, int64_t n0, int64_t n1) {
@@ -267,6 +367,11 @@ void run(const Job& job, int64_t n0, int64_t n1) {
   const int64_t nblk = K / nv;
   const size_t rb = bb * size_t(nblk);
   const auto* data = static_cast<const uint8_t*>(w.data);
+  if (m == 1 && has_fused_row<t>) {
+    for (int64_t n = n0; n < n1; ++n)
+      job.y[n] = fused_row<t>(data + size_t(n) * rb, nblk, job.qa.q, job.qa.d, job.qa.g16);
+    return;
+  }
   if (m == 1) {
     DecodedBlock blk;
     for (int64_t n = n0; n < n1; ++n) {

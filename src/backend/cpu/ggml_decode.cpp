@@ -114,10 +114,10 @@ void decode_block_scalar(DType t, const uint8_t* b, DecodedBlock& o) {
         const uint8_t* qh = b + 128 + 32 * half;
         int8_t* o = q + 128 * half;
         for (int l = 0; l < 32; ++l) {
-          o[l] = int8_t(((ql[l] & 0xf) | ((qh[l] & 3) << 4)) - 32);
-          o[l + 32] = int8_t(((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) - 32);
-          o[l + 64] = int8_t(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
-          o[l + 96] = int8_t(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+          o[l] = int8_t((ql[l] & 0xf) | ((qh[l] & 3) << 4));
+          o[l + 32] = int8_t((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4));
+          o[l + 64] = int8_t((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+          o[l + 96] = int8_t((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
         }
       }
       return;

@@ -6,7 +6,8 @@
 // which is ggml's dequantized value up to float rounding. Every format fits: the K-quants'
 // sub-block scales and mins; the lattices' signed grid points with their odd scales 2s+1
 // (IQ1's ±1/8 shift folds in as q = 8·grid ± 1 with d/8); the 32-value formats with sc = 1
-// (Q4_1/Q5_1: dmin = −m, mi = 1). |q| ≤ 127, so vpmaddubsw with |q| never saturates.
+// (Q4_1/Q5_1: dmin = −m, mi = 1); Q6_K keeps its 6-bit quants unsigned, its −32 offset
+// becomes a min (mi = 32·sc, dmin = d). |q| ≤ 127, so vpmaddubsw with |q| never saturates.
 //
 // Activations are quantized per block of the weight format (amax/127, round to nearest even),
 // so each weight block meets one activation scale dx and its sums stay in integers:
@@ -28,9 +29,10 @@ struct alignas(64) DecodedBlock {
   float d = 0.0f, dmin = 0.0f;
 };
 
-// True for the formats whose decoded blocks carry mins (Q2_K, Q4_K, Q5_K, Q4_1, Q5_1).
+// True for the formats whose decoded blocks carry mins (Q2_K, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1).
 constexpr bool ggml_mins(DType t) {
-  return t == DType::Q2_K || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q4_1 || t == DType::Q5_1;
+  return t == DType::Q2_K || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K || t == DType::Q4_1 ||
+         t == DType::Q5_1;
 }
 inline bool ggml_has_mins(DType t) { return ggml_mins(t); }
 

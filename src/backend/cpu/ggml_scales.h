@@ -62,9 +62,9 @@ template <class F16>
       }
       return;
     }
-    case DType::Q6_K:
-      o.d = f16(b + 208);
-      for (int s = 0; s < 16; ++s) sc[s] = int16_t(int8_t(b[192 + s]));
+    case DType::Q6_K:  // q unsigned 0..63; the −32 is a min of 32·sc
+      o.d = o.dmin = f16(b + 208);
+      for (int s = 0; s < 16; ++s) sc[s] = int16_t(int8_t(b[192 + s])), mi[s] = int16_t(32 * sc[s]);
       return;
     case DType::IQ4_XS: {
       o.d = f16(b);
