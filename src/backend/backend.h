@@ -144,6 +144,9 @@ class Backend {
   virtual std::unique_ptr<Weight> prepare_matrix(const StoredMatrix& m, const WeightPrep& p) = 0;
   virtual std::unique_ptr<Weight> prepare_vector(const std::vector<float>& v) = 0;
   virtual MlaAbsorbed prepare_mla_absorbed(const Weight& kv_b, int64_t heads, int64_t nope, int64_t v) = 0;
+  // The same from halves already split per head (uk_t [H·r, nope], uv [H·v, r]), as views;
+  // empty when the backend cannot slice them per head (then prepare_mla_absorbed is used).
+  virtual MlaAbsorbed mla_absorbed_from(const Weight& uk_t, const Weight& uv, int64_t heads) = 0;
   // Row r of a matrix weight as f32 values, into host memory [cols].
   virtual void dequantize_row(const Weight& w, int64_t r, float* host) const = 0;
 

@@ -16,7 +16,8 @@ MlaAttention::MlaAttention(Backend& be, const ModelConfig& cfg, MlaWeights w, co
   shape_.rope = rope_dim_;
   shape_.nope = nope_;
   shape_.v = v_;
-  abs_ = be.prepare_mla_absorbed(*w_.kv_b, H_, nope_, v_);
+  if (w_.uk_t && w_.uv) abs_ = be.mla_absorbed_from(*w_.uk_t, *w_.uv, H_);
+  if (abs_.uk_t.empty()) abs_ = be.prepare_mla_absorbed(*w_.kv_b, H_, nope_, v_);
 }
 
 size_t MlaAttention::active_bytes() const {

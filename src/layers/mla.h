@@ -18,6 +18,10 @@ struct MlaWeights {
   const Weight* kv_a = nullptr;       // [kv_lora + rope, hidden]
   const Weight* kv_a_norm = nullptr;  // [kv_lora]
   const Weight* kv_b = nullptr;       // [H*(nope+v), kv_lora]
+  // Absorbed MLA's halves as a GGUF file stores them, when it does: run as stored instead
+  // of being derived from kv_b.
+  const Weight* uk_t = nullptr;       // [H*kv_lora, nope]
+  const Weight* uv = nullptr;         // [H*v, kv_lora]
   const Weight* o = nullptr;          // [hidden, H*v]
 };
 

@@ -27,6 +27,9 @@ RoleTable deepseek_roles(const ModelConfig& c) {
       {true, AttnKvA, Layer, All, Linear, {KVL + R, D}, "model.layers.{L}.self_attn.kv_a_proj_with_mqa.weight", "blk.{L}.attn_kv_a_mqa.weight"},
       {true, AttnKvANorm, Layer, All, Vector, {KVL}, "model.layers.{L}.self_attn.kv_a_layernorm.weight", "blk.{L}.attn_kv_a_norm.weight"},
       {true, AttnKvB, Layer, All, Linear, {H * (c.qk_nope_head_dim + c.v_head_dim), KVL}, "model.layers.{L}.self_attn.kv_b_proj.weight", "blk.{L}.attn_kv_b.weight"},
+      // GGUF files split kv_b into absorbed MLA's halves (W_UKᵀ per head, W_UV per head); run as stored.
+      {true, AttnUkT, Layer, All, Linear, {H * KVL, c.qk_nope_head_dim}, "model.layers.{L}.self_attn.kv_b_proj.uk_t", "blk.{L}.attn_k_b.weight", /*optional=*/true, /*gguf_only=*/true},
+      {true, AttnUv, Layer, All, Linear, {H * c.v_head_dim, KVL}, "model.layers.{L}.self_attn.kv_b_proj.uv", "blk.{L}.attn_v_b.weight", /*optional=*/true, /*gguf_only=*/true},
       {true, AttnO, Layer, All, Linear, {D, H * c.v_head_dim}, "model.layers.{L}.self_attn.o_proj.weight", "blk.{L}.attn_output.weight"},
       {true, MoeRouter, Layer, Moe, Matrix, {E, D}, "model.layers.{L}.mlp.gate.weight", "blk.{L}.ffn_gate_inp.weight"},
       {true, MoeRouterBias, Layer, Moe, Vector, {E}, "model.layers.{L}.mlp.gate.e_score_correction_bias", "blk.{L}.exp_probs_b.bias", /*optional=*/!noaux},
@@ -82,6 +85,8 @@ class DeepseekModel : public Transformer {
     mw.kv_a = &w.get(Role::AttnKvA, l);
     mw.kv_a_norm = &w.get(Role::AttnKvANorm, l);
     mw.kv_b = &w.get(Role::AttnKvB, l);
+    mw.uk_t = w.find(Role::AttnUkT, l);
+    mw.uv = w.find(Role::AttnUv, l);
     mw.o = &w.get(Role::AttnO, l);
     L.attn = std::make_unique<MlaAttention>(*be_, cfg_, std::move(mw), *rope_);
     if (cfg_.is_moe_layer(l)) {

@@ -157,6 +157,13 @@ TensorStore gguf_tensor_store(const std::string& path, const ModelConfig& cfg, c
       continue;
     }
     if (!t) continue;  // the loader reports missing tensors by their role
+    if (s.role == Role::AttnUkT || s.role == Role::AttnUv) {  // [H, rows, cols] as one matrix per layer
+      if (t->numel() != s.shape[0] * s.shape[1])
+        fail("{}: '{}' has shape {} (expected {} values for [{}, {}])", f.files().front(), name, shape_str(t->shape()),
+             s.shape[0] * s.shape[1], s.shape[0], s.shape[1]);
+      b.place(s.name, *t, t->data, s.shape, s.kind);
+      continue;
+    }
     const bool rotary_q = s.role == Role::AttnQ || s.role == Role::AttnQBias;
     const bool rotary_k = s.role == Role::AttnK || s.role == Role::AttnKBias;
     if (cfg.arch == Arch::Llama && (rotary_q || rotary_k))

@@ -9,7 +9,7 @@ const char* role_name(Role r) {
       "embed", "final_norm", "lm_head",
       "attn_norm", "ffn_norm",
       "attn.q", "attn.k", "attn.v", "attn.o", "attn.q.bias", "attn.k.bias", "attn.v.bias", "attn.o.bias",
-      "attn.q_a", "attn.q_a_norm", "attn.q_b", "attn.kv_a", "attn.kv_a_norm", "attn.kv_b",
+      "attn.q_a", "attn.q_a_norm", "attn.q_b", "attn.kv_a", "attn.kv_a_norm", "attn.kv_b", "attn.uk_t", "attn.uv",
       "ffn.gate", "ffn.up", "ffn.down", "ffn.gate.bias", "ffn.up.bias", "ffn.down.bias",
       "ffn.router", "ffn.router_bias", "ffn.expert.gate", "ffn.expert.up", "ffn.expert.down",
       "ffn.shared.gate", "ffn.shared.up", "ffn.shared.down",
@@ -46,6 +46,7 @@ void for_each_spec(const RoleTable& t, const ModelConfig& c, const SpecVisit& v)
     s.expert = expert;
     s.mtp = layer >= L;
     s.row_optional = r.optional;
+    s.gguf_only = r.gguf_only;
     s.optional = r.optional || s.mtp;
     v.fn(std::move(s));
   };
@@ -104,6 +105,10 @@ RoleTable role_table(const ModelConfig& c) {
   fail("unsupported architecture");
 }
 
-std::vector<WeightSpec> weight_table(const ModelConfig& c) { return expand(role_table(c), c); }
+std::vector<WeightSpec> weight_table(const ModelConfig& c) {
+  std::vector<WeightSpec> t = expand(role_table(c), c);
+  std::erase_if(t, [](const WeightSpec& s) { return s.gguf_only; });
+  return t;
+}
 
 }  // namespace fathom

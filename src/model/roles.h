@@ -22,7 +22,7 @@ enum class Role : uint8_t {
   Embed, FinalNorm, LmHead,
   AttnNorm, FfnNorm,
   AttnQ, AttnK, AttnV, AttnO, AttnQBias, AttnKBias, AttnVBias, AttnOBias,
-  AttnQA, AttnQANorm, AttnQB, AttnKvA, AttnKvANorm, AttnKvB,
+  AttnQA, AttnQANorm, AttnQB, AttnKvA, AttnKvANorm, AttnKvB, AttnUkT, AttnUv,
   FfnGate, FfnUp, FfnDown, FfnGateBias, FfnUpBias, FfnDownBias,
   MoeRouter, MoeRouterBias, ExpertGate, ExpertUp, ExpertDown, SharedGate, SharedUp, SharedDown,
   MtpEnorm, MtpHnorm, MtpEhProj, MtpEmbed, MtpHeadNorm, MtpHead,
@@ -49,6 +49,7 @@ struct RoleRow {
   std::string hf;              // safetensors name; {L} layer, {E} expert
   std::string gguf;            // GGUF name (llama.cpp's; routed experts are one stacked tensor)
   bool optional = false;       // a checkpoint may leave it out
+  bool gguf_only = false;      // only GGUF files hold it (not an HF tensor; weight_table skips it)
 };
 using RoleTable = std::vector<RoleRow>;
 
@@ -64,6 +65,7 @@ struct WeightSpec {
   int64_t layer = -1, expert = -1;
   bool mtp = false;           // belongs to an MTP layer: loaded when that layer is present
   bool row_optional = false;  // the row's own flag
+  bool gguf_only = false;     // the row's own flag
 };
 
 // A row's name pattern with {L} and {E} filled in.
@@ -91,7 +93,7 @@ RoleTable qwen2_roles(const ModelConfig& c);
 RoleTable llama_roles(const ModelConfig& c);
 RoleTable role_table(const ModelConfig& c);  // the config's family
 
-// The HF tensors of the config's family (expand(role_table(c), c)).
+// The HF tensors of the config's family (expand(role_table(c), c) without GGUF-only rows).
 std::vector<WeightSpec> weight_table(const ModelConfig& c);
 
 }  // namespace fathom

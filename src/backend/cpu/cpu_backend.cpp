@@ -180,6 +180,25 @@ MlaAbsorbed CpuBackend::prepare_mla_absorbed(const Weight& kv_bw, int64_t H, int
   return a;
 }
 
+MlaAbsorbed CpuBackend::mla_absorbed_from(const Weight& uk_tw, const Weight& uvw, int64_t H) {
+  const WeightView &uk_t = view_of(uk_tw), &uv = view_of(uvw);
+  FATHOM_CHECK(H > 0 && uk_t.rows % H == 0 && uv.rows % H == 0 && uv.cols * H == uk_t.rows,
+               "absorbed MLA halves [{}, {}] and [{}, {}] do not split into {} heads", uk_t.rows, uk_t.cols, uv.rows,
+               uv.cols, H);
+  const int64_t r = uk_t.rows / H, v = uv.rows / H;
+  MlaAbsorbed a;
+  auto splits_group = [](const WeightView& w, int64_t per_head) {
+    return w.layout == Layout::Packed16 && per_head % kPackRows != 0;
+  };
+  if (splits_group(uk_t, r) || splits_group(uv, v)) return a;  // empty: derive them from kv_b instead
+  a.bytes = uv.bytes() + uk_t.bytes();
+  for (int64_t h = 0; h < H; ++h) {
+    a.uk_t.push_back(std::make_unique<CpuWeight>(slice_rows(uk_t, h * r, r)));
+    a.uv.push_back(std::make_unique<CpuWeight>(slice_rows(uv, h * v, v)));
+  }
+  return a;
+}
+
 // ---- linear algebra
 
 void CpuBackend::matmul(const Weight& w, const float* x, int64_t m, float* y) {

@@ -44,6 +44,7 @@ class CpuBackend final : public Backend {
   void reserve_arena(size_t bytes) override;
   std::unique_ptr<Weight> prepare_matrix(const StoredMatrix& m, const WeightPrep& p) override;
   std::unique_ptr<Weight> prepare_vector(const std::vector<float>& v) override;
+  MlaAbsorbed mla_absorbed_from(const Weight& uk_t, const Weight& uv, int64_t heads) override;
   MlaAbsorbed prepare_mla_absorbed(const Weight& kv_b, int64_t heads, int64_t nope, int64_t v) override;
   void dequantize_row(const Weight& w, int64_t r, float* host) const override;
 
