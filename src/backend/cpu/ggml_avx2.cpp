@@ -4,6 +4,7 @@
 // the same FMAs. One row of x (decode) decodes each block and uses it at once; more rows
 // decode a panel of weight rows once and run every row of x over it.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -336,22 +337,69 @@ inline void block_q50(const uint8_t* b, const int8_t* xq, float dx, __m256& f) {
   f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), _mm256_set1_ps(dx * _cvtsh_ss(u16(b))), f);
 }
 
+// IQ4_NL: 32 values, non-linear levels, sc = 1 (the IQ files' fallback for rows of 1408).
+inline void block_iq4nl(const uint8_t* b, const int8_t* xq, float dx, __m256& f) {
+  const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ggml::kIQ4NLValues)));
+  const __m256i q = _mm256_shuffle_epi8(lut, nibbles32(b + 2));
+  const __m256i x = load32(xq);
+  const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
+  const __m256i S = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+  f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), _mm256_set1_ps(dx * _cvtsh_ss(u16(b))), f);
+}
+
+// Byte j of entry i is 0xff where value j is negative under 7-bit sign field i.
+constexpr std::array<uint64_t, 128> kSignMasks = [] {
+  std::array<uint64_t, 128> m{};
+  for (uint32_t i = 0; i < 128; ++i)
+    for (int j = 0; j < 8; ++j)
+      if ((signs_from7(i) >> j) & 1) m[i] |= uint64_t(0xff) << (8 * j);
+  return m;
+}();
+
+// IQ2_XXS: the grid magnitudes go unsigned into vpmaddubsw and the signs onto x (the same
+// products as |q| · sign(x, q)).
+inline void superblock_iq2xxs(const uint8_t* b, const int8_t* xq, float dx, __m256& f) {
+  const __m256i one = _mm256_set1_epi8(1);
+  __m256i S = _mm256_setzero_si256();
+  for (int j = 0; j < 8; ++j) {
+    const uint8_t* sub = b + 2 + 8 * j;
+    const uint32_t aux = u32(sub + 4);
+    const __m256i g = points4(kIq2xxsGrid[sub[0]], kIq2xxsGrid[sub[1]], kIq2xxsGrid[sub[2]], kIq2xxsGrid[sub[3]]);
+    const __m256i neg = _mm256_setr_epi64x(int64_t(kSignMasks[aux & 127]), int64_t(kSignMasks[(aux >> 7) & 127]),
+                                           int64_t(kSignMasks[(aux >> 14) & 127]), int64_t(kSignMasks[(aux >> 21) & 127]));
+    const __m256i x = _mm256_sign_epi8(load32(xq + 32 * j), _mm256_or_si256(neg, one));
+    const __m256i p16 = _mm256_maddubs_epi16(g, x);
+    S = _mm256_add_epi32(S, _mm256_madd_epi16(p16, _mm256_set1_epi16(int16_t(2 * (aux >> 28) + 1))));
+  }
+  f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), _mm256_set1_ps(dx * (_cvtsh_ss(u16(b)) * 0.125f)), f);
+}
+
 template <DType t>
-constexpr bool has_fused_row = t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K || t == DType::Q5_0;
+constexpr bool has_fused_row = t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K || t == DType::Q5_0 ||
+                               t == DType::IQ4_NL || t == DType::IQ2_XXS;
 
 template <DType t>
 inline float fused_row(const uint8_t* row, int64_t nblk, const int8_t* xq, const float* xd, const int16_t* xs) {
   __m256 f = _mm256_setzero_ps(), mf = _mm256_setzero_ps();
-  constexpr int nv = t == DType::Q5_0 ? 32 : 256;
-  constexpr size_t bb = t == DType::Q4_K ? 144 : t == DType::Q5_K ? 176 : t == DType::Q6_K ? 210 : 22;
+  constexpr int nv = t == DType::Q5_0 || t == DType::IQ4_NL ? 32 : 256;
+  constexpr size_t bb = t == DType::Q4_K    ? 144
+                        : t == DType::Q5_K  ? 176
+                        : t == DType::Q6_K  ? 210
+                        : t == DType::Q5_0  ? 22
+                        : t == DType::IQ4_NL ? 18
+                                            : 66;
   for (int64_t kb = 0; kb < nblk; ++kb) {
     const uint8_t* b = row + size_t(kb) * bb;
     if constexpr (t == DType::Q4_K || t == DType::Q5_K)
       superblock_q45k<t == DType::Q5_K>(b, xq + kb * nv, xd[kb], xs + kb * nv / 16, f, mf);
     else if constexpr (t == DType::Q6_K)
       superblock_q6k(b, xq + kb * nv, xd[kb], xs + kb * nv / 16, f, mf);
-    else
+    else if constexpr (t == DType::Q5_0)
       block_q50(b, xq + kb * nv, xd[kb], f);
+    else if constexpr (t == DType::IQ4_NL)
+      block_iq4nl(b, xq + kb * nv, xd[kb], f);
+    else
+      superblock_iq2xxs(b, xq + kb * nv, xd[kb], f);
   }
   return ggml_mins(t) ? simd::hsum(f) - simd::hsum(mf) : simd::hsum(f);
 }
