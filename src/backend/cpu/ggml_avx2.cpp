@@ -223,6 +223,10 @@ constexpr bool unsigned_quants(DType t) {
          t == DType::Q5_1;
 }
 
+constexpr int dtype_block_values_of(DType t) {
+  return t == DType::Q4_1 || t == DType::Q5_0 || t == DType::Q5_1 || t == DType::IQ4_NL ? 32 : 256;
+}
+
 // Formats whose scales come per 32 values (both halves of a group share one).
 constexpr bool scale_per_32(DType t) {
   return !(t == DType::Q2_K || t == DType::Q3_K || t == DType::Q6_K || t == DType::IQ2_XS || t == DType::IQ2_S ||
@@ -249,6 +253,48 @@ inline void block_dot(const DecodedBlock& b, int nv, const int8_t* xq, float dx,
                                                     0, 0, 0);
     mf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), _mm256_set1_ps(dx * b.dmin), mf);
   }
+}
+
+// Prefill: 4 rows of x × 2 weight rows per pass over a block, each pair's integers and
+// FMAs exactly those of block_dot (the weights and activations are loaded once per tile).
+template <bool kUnsigned, bool kMins, bool kPer32, int nv>
+[[gnu::always_inline]] inline void block_dot_4x2(const DecodedBlock* b0, const DecodedBlock* b1, const int8_t* const xq[4],
+                          const float dx[4], const int16_t* const xs[4], __m256 f[4][2], __m256 mf[4][2]) {
+  __m256i S[4][2];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) S[i][0] = S[i][1] = _mm256_setzero_si256();
+  const DecodedBlock* bc[2] = {b0, b1};
+  for (int g = 0; g < nv / 32; ++g) {
+    __m256i w[2], wa[2], sc[2];
+#pragma GCC unroll 2
+    for (int c = 0; c < 2; ++c) {
+      w[c] = load32(bc[c]->q + 32 * g);
+      wa[c] = kUnsigned ? w[c] : _mm256_sign_epi8(w[c], w[c]);
+      sc[c] = kPer32 ? _mm256_set1_epi16(bc[c]->sc[2 * g])
+                     : _mm256_set_m128i(_mm_set1_epi16(bc[c]->sc[2 * g + 1]), _mm_set1_epi16(bc[c]->sc[2 * g]));
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      const __m256i x = load32(xq[i] + 32 * g);
+#pragma GCC unroll 2
+      for (int c = 0; c < 2; ++c) {
+        const __m256i p16 = _mm256_maddubs_epi16(wa[c], kUnsigned ? x : _mm256_sign_epi8(x, w[c]));
+        S[i][c] = _mm256_add_epi32(S[i][c], _mm256_madd_epi16(p16, sc[c]));
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i)
+#pragma GCC unroll 2
+    for (int c = 0; c < 2; ++c) {
+      f[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S[i][c]), _mm256_set1_ps(dx[i] * bc[c]->d), f[i][c]);
+      if constexpr (kMins) {
+        const __m256i M = nv == 256 ? _mm256_madd_epi16(load32(bc[c]->mi), load32(xs[i]))
+                                    : _mm256_setr_epi32(int32_t(bc[c]->mi[0]) * xs[i][0] + int32_t(bc[c]->mi[1]) * xs[i][1],
+                                                        0, 0, 0, 0, 0, 0, 0);
+        mf[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), _mm256_set1_ps(dx[i] * bc[c]->dmin), mf[i][c]);
+      }
+    }
 }
 
 template <bool kMins>
@@ -441,11 +487,33 @@ void run(const Job& job, int64_t n0, int64_t n1) {
     const int64_t pn = std::min(panel, n1 - p0);
     for (int64_t r = 0; r < pn; ++r)
       for (int64_t kb = 0; kb < nblk; ++kb) decode_block(t, data + size_t(p0 + r) * rb + size_t(kb) * bb, dec[size_t(r * nblk + kb)]);
+    const int64_t m4 = m / 4 * 4, pn2 = pn / 2 * 2;
+    for (int64_t i0 = 0; i0 < m4; i0 += 4) {
+      const int8_t* xq[4];
+      const int16_t* xs[4];
+      for (int i = 0; i < 4; ++i) xq[i] = job.qa.q + (i0 + i) * K, xs[i] = job.qa.g16 + (i0 + i) * (K / 16);
+      for (int64_t r = 0; r < pn2; r += 2) {
+        __m256 f[4][2], mf[4][2];
+        for (int i = 0; i < 4; ++i) f[i][0] = f[i][1] = mf[i][0] = mf[i][1] = _mm256_setzero_ps();
+        for (int64_t kb = 0; kb < nblk; ++kb) {
+          const int8_t* xqb[4];
+          const int16_t* xsb[4];
+          float dx[4];
+          for (int i = 0; i < 4; ++i)
+            xqb[i] = xq[i] + kb * nv, xsb[i] = xs[i] + kb * nv / 16, dx[i] = job.qa.d[(i0 + i) * nblk + kb];
+          block_dot_4x2<kUnsigned, kMins, scale_per_32(t), dtype_block_values_of(t)>(
+              &dec[size_t(r * nblk + kb)], &dec[size_t((r + 1) * nblk + kb)], xqb, dx, xsb, f, mf);
+        }
+        for (int i = 0; i < 4; ++i)
+          for (int c = 0; c < 2; ++c) job.y[(i0 + i) * N + p0 + r + c] = finish<kMins>(f[i][c], mf[i][c]);
+      }
+    }
+    // The rows and columns the 4 × 2 tiles leave, one pair at a time.
     for (int64_t i = 0; i < m; ++i) {
       const int8_t* xq = job.qa.q + i * K;
       const float* xd = job.qa.d + i * nblk;
       const int16_t* xs = job.qa.g16 + i * (K / 16);
-      for (int64_t r = 0; r < pn; ++r) {
+      for (int64_t r = i < m4 ? pn2 : 0; r < pn; ++r) {
         __m256 f = _mm256_setzero_ps(), mf = _mm256_setzero_ps();
         for (int64_t kb = 0; kb < nblk; ++kb)
           block_dot<kUnsigned, kMins, scale_per_32(t)>(dec[size_t(r * nblk + kb)], nv, xq + kb * nv, xd[kb], xs + kb * nv / 16, f, mf);
