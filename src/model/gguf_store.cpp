@@ -41,11 +41,12 @@ class Builder {
     v.name = name;
     v.shape = std::move(shape);
     auto dt = direct_dtype(t.type);
-    // Embeddings and routers are read by rows as floats; norms and biases as f32 vectors.
-    // Block formats stay as stored only for linear layers whose rows hold whole blocks.
+    // Block formats stay as stored for matrices whose rows hold whole blocks: linear layers
+    // run on the block kernels, embeddings decode the rows they look up. Norms and biases
+    // become f32 vectors.
     const bool block = dt && dtype_block_values(*dt) > 1;
-    const bool whole_blocks = !v.shape.empty() && v.shape.back() % (dt ? dtype_block_values(*dt) : 1) == 0;
-    if (dt && !(block && (kind != WeightKind::Linear || !whole_blocks))) {
+    const bool whole_blocks = v.shape.size() == 2 && v.shape.back() % (dt ? dtype_block_values(*dt) : 1) == 0;
+    if (dt && !(block && (kind == WeightKind::Vector || !whole_blocks))) {
       v.dtype = *dt;
       v.data = data;
       v.nbytes = dtype_bytes(*dt, n);
