@@ -11,6 +11,7 @@
 
 #include "backend/cpu/ggml_decode.h"
 #include "backend/cpu/kernels.h"
+#include "io/ggml_blocks.h"
 #include "io/ggml_iq_grids.h"
 #include "io/ggml_quants.h"
 // simd.h last: only fathom's own functions get the AVX2 target.

@@ -3,6 +3,7 @@
 // whose float dequantizers are tested bit-exact against ggml.
 #include "backend/cpu/ggml_decode.h"
 #include "backend/cpu/ggml_scales.h"
+#include "backend/cpu/kernels.h"
 
 #include <cmath>
 #include <cstring>
@@ -38,15 +39,7 @@ void decode_scales(DType t, const uint8_t* b, DecodedBlock& o) {
 }
 
 void quantize_acts_ggml(const float* x, int64_t K, int nv, int8_t* q, float* d, int16_t* s16) {
-  for (int64_t b = 0; b < K / nv; ++b) {
-    const float* xb = x + b * nv;
-    float amax = 0.0f;
-    for (int i = 0; i < nv; ++i) amax = std::fmax(amax, std::fabs(xb[i]));
-    const float db = amax / 127.0f;
-    const float id = db != 0.0f ? 1.0f / db : 0.0f;
-    d[b] = db;
-    for (int i = 0; i < nv; ++i) q[b * nv + i] = int8_t(std::nearbyint(xb[i] * id));
-  }
+  for (int64_t b = 0; b < K / nv; ++b) quantize_act_block(x + b * nv, nv, q + b * nv, d + b);
   for (int64_t g = 0; g < K / 16; ++g) {
     int sum = 0;
     for (int e = 0; e < 16; ++e) sum += q[16 * g + e];

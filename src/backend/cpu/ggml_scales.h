@@ -7,20 +7,13 @@
 
 #include "backend/cpu/ggml_decode.h"
 #include "core/error.h"
+#include "io/ggml_blocks.h"
 
 namespace fathom::cpu::detail {
 namespace {
 
-inline uint16_t u16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-inline uint32_t u32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
+inline uint16_t u16(const uint8_t* p) { return ggml::blocks::load_u16(p); }
+inline uint32_t u32(const uint8_t* p) { return ggml::blocks::load_u32(p); }
 
 // Q3_K: signed 6-bit scale of 16-value sub-block j.
 inline int q3k_scale(const uint8_t* packed, int j) {

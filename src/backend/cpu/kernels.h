@@ -68,6 +68,8 @@ void run_cols_packed_vnni(const Job& job, int64_t n0, int64_t n1);
 // even with d = amax/127; where `sums` is not null, also each block's Σq (what the Packed16
 // kernels start from). Both versions give identical bytes.
 void quantize_act_row_scalar(const float* x, int64_t K, int8_t* q, float* d, int32_t* sums);
+// One block of n values: *d = amax/127, q = x/d rounded to nearest even; returns Σq.
+int32_t quantize_act_block(const float* x, int n, int8_t* q, float* d);
 void quantize_act_row_avx2(const float* x, int64_t K, int8_t* q, float* d, int32_t* sums);
 
 // Throws fathom::Error for a dtype a kernel family does not handle.

@@ -24,16 +24,23 @@ void fail_no_kernel(const char* family, DType t) {
   fail("matmul: no {} kernel for weight dtype {}", family, dtype_name(t));
 }
 
+int32_t quantize_act_block(const float* x, int n, int8_t* q, float* d) {
+  float amax = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const float a = std::fabs(x[i]);
+    amax = a > amax ? a : amax;  // as fmax: a NaN is passed over
+  }
+  const float db = amax / 127.0f;
+  const float id = db != 0.0f ? 1.0f / db : 0.0f;
+  *d = db;
+  int32_t sum = 0;
+  for (int i = 0; i < n; ++i) sum += q[i] = int8_t(std::nearbyint(x[i] * id));
+  return sum;
+}
+
 void quantize_act_row_scalar(const float* x, int64_t K, int8_t* q, float* d, int32_t* sums) {
   for (int64_t b = 0; b < K / kQBlock; ++b) {
-    const float* xb = x + b * kQBlock;
-    float amax = 0.0f;
-    for (int i = 0; i < kQBlock; ++i) amax = std::fmax(amax, std::fabs(xb[i]));
-    const float db = amax / 127.0f;
-    const float id = db != 0.0f ? 1.0f / db : 0.0f;
-    d[b] = db;
-    int32_t sum = 0;
-    for (int i = 0; i < kQBlock; ++i) sum += q[b * kQBlock + i] = int8_t(std::nearbyint(xb[i] * id));
+    const int32_t sum = quantize_act_block(x + b * kQBlock, kQBlock, q + b * kQBlock, d + b);
     if (sums) sums[b] = sum;
   }
 }
