@@ -54,6 +54,25 @@ struct Fmt {
   bool pack = false;
 };
 
+// GGML block formats have no quantizer in fathom: random block bytes (every bit pattern is a
+// valid block) with the f16 scale fields set to a small finite value.
+void fill_ggml_random(DType t, std::vector<uint8_t>& bytes) {
+  std::mt19937 rng(3);
+  for (auto& b : bytes) b = uint8_t(rng());
+  std::vector<size_t> f16_at;  // offsets of f16 fields within a block
+  switch (t) {
+    case DType::Q4_K: case DType::Q5_K: case DType::Q4_1: case DType::Q5_1: f16_at = {0, 2}; break;
+    case DType::Q2_K: f16_at = {80, 82}; break;
+    case DType::Q3_K: f16_at = {108}; break;
+    case DType::Q6_K: f16_at = {208}; break;
+    default: f16_at = {0};  // IQ*, Q5_0, IQ4_NL: d first (IQ1_M spreads its scale: not benchmarked)
+  }
+  const size_t bb = dtype_block_bytes(t);
+  const uint16_t small = f32_to_f16(0.01f);
+  for (size_t o = 0; o + bb <= bytes.size(); o += bb)
+    for (size_t a : f16_at) std::memcpy(bytes.data() + o + a, &small, 2);
+}
+
 Weights make_weights(Fmt f, int64_t N, int64_t K, size_t min_total_bytes) {
   const DType t = f.t;
   std::mt19937 rng(1);
@@ -76,6 +95,10 @@ Weights make_weights(Fmt f, int64_t N, int64_t K, size_t min_total_bytes) {
       quantize_fp8_blocks(src.data(), N, K, one.data(), w.scale.data(), 128, &pool());
       break;
     default:
+      if (is_ggml_block(t)) {
+        fill_ggml_random(t, one);
+        break;
+      }
       for (int64_t r = 0; r < N; ++r) quantize_row(t, src.data() + r * K, K, one.data() + size_t(r) * dtype_bytes(t, K));
   }
   const size_t copies = std::max<size_t>(1, (min_total_bytes + w.bytes - 1) / w.bytes);
@@ -255,6 +278,25 @@ BENCHMARK_CAPTURE(BM_Gemm, q4_0, Fmt{DType::Q4_0})->Apply(gemm_shapes);
 BENCHMARK_CAPTURE(BM_Gemm, bf16, Fmt{DType::BF16})->Apply(gemm_shapes);
 BENCHMARK_CAPTURE(BM_Gemm, f8_e4m3, Fmt{DType::F8_E4M3})->Apply(gemm_shapes);
 BENCHMARK_CAPTURE(BM_Gemm, f32, Fmt{DType::F32})->Apply(gemm_shapes);
+// GGML block formats (GGUF files) as stored: K-quants and IQ2_XXS on rows of 2048, the
+// 32-value fallbacks (Q5_0, IQ4_NL) on expert down rows of 1408.
+void ggml_gemv_shapes(benchmark::internal::Benchmark* b) {
+  b->Args({1408, 2048})->Args({16384, 2048})->UseRealTime()->Unit(benchmark::kMicrosecond);
+}
+void ggml_gemm_shapes(benchmark::internal::Benchmark* b) {
+  b->Args({1408, 2048, 512})->Args({1408, 2048, 48})->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+BENCHMARK_CAPTURE(BM_Gemv, q4_k, Fmt{DType::Q4_K})->Apply(ggml_gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemv, q6_k, Fmt{DType::Q6_K})->Apply(ggml_gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemv, iq2_xxs, Fmt{DType::IQ2_XXS})->Apply(ggml_gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemv, q5_0, Fmt{DType::Q5_0})->Args({2048, 1408})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Gemv, iq4_nl, Fmt{DType::IQ4_NL})->Args({2048, 1408})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Gemm, q4_k, Fmt{DType::Q4_K})->Apply(ggml_gemm_shapes);
+BENCHMARK_CAPTURE(BM_Gemm, q6_k, Fmt{DType::Q6_K})->Apply(ggml_gemm_shapes);
+BENCHMARK_CAPTURE(BM_Gemm, iq2_xxs, Fmt{DType::IQ2_XXS})->Apply(ggml_gemm_shapes);
+BENCHMARK_CAPTURE(BM_Gemm, q5_0, Fmt{DType::Q5_0})->Args({2048, 1408, 512})->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_GemvHot, q4_k, Fmt{DType::Q4_K})->Args({1408, 2048})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_GemvHot, iq2_xxs, Fmt{DType::IQ2_XXS})->Args({1408, 2048})->UseRealTime()->Unit(benchmark::kMicrosecond);
 // Expert-sized matrices, and one output-head-sized stream of about the same total bytes.
 BENCHMARK_CAPTURE(BM_GemvRoofline, q8_0_packed, Fmt{DType::Q8_0, true})->Args({1408, 2048})->Args({129280, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_GemvRoofline, q4_0_packed, Fmt{DType::Q4_0, true})->Args({1408, 2048})->Args({129280, 2048})->Iterations(5)->Unit(benchmark::kMillisecond);

@@ -1,0 +1,51 @@
+// libFuzzer target: the GGML block kernels on arbitrary block bytes. Byte 0 picks the format,
+// byte 1 the rows of x (1..8); the rest fills whole rows of two blocks each. The scalar and
+// the AVX2 kernel must agree bit for bit (NaN with NaN), and the row dequantizer must not
+// fault, whatever the bytes (grid indices, scales, f16 fields) say.
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "backend/cpu/matmul.h"
+#include "core/thread_pool.h"
+
+namespace {
+
+constexpr fathom::DType kTypes[] = {
+    fathom::DType::Q4_1,   fathom::DType::Q5_0,    fathom::DType::Q5_1,  fathom::DType::IQ4_NL,
+    fathom::DType::Q2_K,   fathom::DType::Q3_K,    fathom::DType::Q4_K,  fathom::DType::Q5_K,
+    fathom::DType::Q6_K,   fathom::DType::IQ4_XS,  fathom::DType::IQ3_XXS, fathom::DType::IQ3_S,
+    fathom::DType::IQ2_XXS, fathom::DType::IQ2_XS, fathom::DType::IQ2_S, fathom::DType::IQ1_S,
+    fathom::DType::IQ1_M};
+
+bool same(float a, float b) { return (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, 4) == 0; }
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace fathom;
+  if (size < 2) return 0;
+  const DType t = kTypes[data[0] % (sizeof kTypes / sizeof kTypes[0])];
+  const int64_t m = 1 + data[1] % 8;
+  const int64_t K = 2 * dtype_block_values(t);
+  const size_t row = dtype_bytes(t, K);
+  const int64_t N = int64_t((size - 2) / row);
+  if (N == 0) return 0;
+  std::vector<uint8_t> w(data + 2, data + 2 + size_t(N) * row);
+  cpu::WeightView v{t, N, K, w.data(), nullptr, 128};
+  std::vector<float> x(size_t(m * K));  // [m, K]
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(int(data[2 + i % (size - 2)]) - 128) / 16.0f;
+  static ThreadPool pool(1);
+  std::vector<float> ys(size_t(m * N)), yv(size_t(m * N));
+  cpu::matmul(v, x.data(), m, ys.data(), pool, {cpu::Isa::Scalar});
+  if (cpu::cpu_has_avx2()) {
+    cpu::matmul(v, x.data(), m, yv.data(), pool, {cpu::Isa::Avx2});
+    for (size_t i = 0; i < ys.size(); ++i)
+      if (!same(ys[i], yv[i])) __builtin_trap();
+  }
+  std::vector<float> r(static_cast<size_t>(K));
+  for (int64_t n = 0; n < N; ++n) cpu::dequantize_row(v, n, r.data());
+  return 0;
+}
