@@ -234,6 +234,12 @@ constexpr bool scale_per_32(DType t) {
            t == DType::IQ1_M);
 }
 
+// The factor of the mins lanes: a 32-value block has its mins in lane 0 only, and the other
+// lanes must stay untouched (as in the scalar kernel) even when the factor is inf.
+inline __m256 min_scale(int nv, float s) {
+  return nv == 256 ? _mm256_set1_ps(s) : _mm256_setr_ps(s, 0, 0, 0, 0, 0, 0, 0);
+}
+
 // One decoded block against one row's activations at the same offset (ggml_decode.h).
 template <bool kUnsigned, bool kMins, bool kPer32>
 inline void block_dot(const DecodedBlock& b, int nv, const int8_t* xq, float dx, const int16_t* xs16, __m256& f,
@@ -252,7 +258,7 @@ inline void block_dot(const DecodedBlock& b, int nv, const int8_t* xq, float dx,
     const __m256i M = nv == 256 ? _mm256_madd_epi16(load32(b.mi), load32(xs16))
                                 : _mm256_setr_epi32(int32_t(b.mi[0]) * xs16[0] + int32_t(b.mi[1]) * xs16[1], 0, 0, 0, 0,
                                                     0, 0, 0);
-    mf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), _mm256_set1_ps(dx * b.dmin), mf);
+    mf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), min_scale(nv, dx * b.dmin), mf);
   }
 }
 
@@ -293,7 +299,7 @@ template <bool kUnsigned, bool kMins, bool kPer32, int nv>
         const __m256i M = nv == 256 ? _mm256_madd_epi16(load32(bc[c]->mi), load32(xs[i]))
                                     : _mm256_setr_epi32(int32_t(bc[c]->mi[0]) * xs[i][0] + int32_t(bc[c]->mi[1]) * xs[i][1],
                                                         0, 0, 0, 0, 0, 0, 0);
-        mf[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), _mm256_set1_ps(dx[i] * bc[c]->dmin), mf[i][c]);
+        mf[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), min_scale(nv, dx[i] * bc[c]->dmin), mf[i][c]);
       }
     }
 }
