@@ -1,8 +1,11 @@
 // AVX2 kernel for GGML block formats, bit-identical to ggml_matmul_scalar.cpp: the same
 // decoded int8 blocks (SIMD decoders for the K-quants, IQ4_XS and the lattices; the scalar
 // ones elsewhere), exact int32 sums of 4 products per lane (vpmaddubsw + vpmaddwd), then
-// the same FMAs. One row of x (decode) decodes each block and uses it at once; more rows
-// decode a panel of weight rows once and run every row of x over it.
+// the same FMAs. One instantiation per format.
+//   decode (one row of x): the commonest formats (Q4_K, Q5_K, Q6_K, Q5_0, IQ4_NL, IQ2_XXS)
+//     dot straight from the block bytes; the others decode each block and use it at once;
+//   prefill (more rows): a panel of weight rows is decoded once, then 4 × 2 register tiles
+//     (rows of x × weight rows) run over it.
 #include <algorithm>
 #include <array>
 #include <cmath>
