@@ -6,33 +6,6 @@
 
 namespace fathom {
 
-namespace {
-
-// Values and bytes per block of GGML's formats, as ggml defines them.
-struct GgmlBlock {
-  DType t;
-  const char* name;
-  int values;
-  size_t bytes;
-};
-constexpr GgmlBlock kGgmlBlocks[] = {
-    {DType::Q4_1, "Q4_1", 32, 20},      {DType::Q5_0, "Q5_0", 32, 22},     {DType::Q5_1, "Q5_1", 32, 24},
-    {DType::IQ4_NL, "IQ4_NL", 32, 18},  {DType::Q2_K, "Q2_K", 256, 84},    {DType::Q3_K, "Q3_K", 256, 110},
-    {DType::Q4_K, "Q4_K", 256, 144},    {DType::Q5_K, "Q5_K", 256, 176},   {DType::Q6_K, "Q6_K", 256, 210},
-    {DType::IQ4_XS, "IQ4_XS", 256, 136}, {DType::IQ3_XXS, "IQ3_XXS", 256, 98}, {DType::IQ3_S, "IQ3_S", 256, 110},
-    {DType::IQ2_XXS, "IQ2_XXS", 256, 66}, {DType::IQ2_XS, "IQ2_XS", 256, 74}, {DType::IQ2_S, "IQ2_S", 256, 82},
-    {DType::IQ1_S, "IQ1_S", 256, 50},   {DType::IQ1_M, "IQ1_M", 256, 56},
-};
-
-const GgmlBlock* ggml_block(DType t) {
-  for (const GgmlBlock& g : kGgmlBlocks)
-    if (g.t == t) return &g;
-  return nullptr;
-}
-
-}  // namespace
-
-bool is_ggml_block(DType t) { return ggml_block(t) != nullptr; }
 
 std::string_view dtype_name(DType t) {
   switch (t) {
@@ -47,8 +20,7 @@ std::string_view dtype_name(DType t) {
     case DType::Q4_0: return "Q4_0";
     default: break;
   }
-  for (const GgmlBlock& g : kGgmlBlocks)
-    if (g.t == t) return g.name;
+  if (const GgmlBlock* g = ggml_block(t)) return g->name;
   return "?";
 }
 

@@ -27,8 +27,35 @@ enum class DType : uint8_t {
   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M,
 };
 
-// One of the GGML block formats above (not Q8_0/Q4_0, which fathom packs and runs itself).
-bool is_ggml_block(DType t);
+// GGML's block formats above: their GGUF tensor type id, name, and values and bytes per
+// block, as ggml defines them (io/ggml_quants maps GGUF types through this table).
+struct GgmlBlock {
+  DType dtype;
+  uint32_t ggml_id;
+  const char* name;
+  int values;
+  size_t bytes;
+};
+inline constexpr GgmlBlock kGgmlBlocks[] = {
+    {DType::Q4_1, 3, "Q4_1", 32, 20},          {DType::Q5_0, 6, "Q5_0", 32, 22},
+    {DType::Q5_1, 7, "Q5_1", 32, 24},          {DType::IQ4_NL, 20, "IQ4_NL", 32, 18},
+    {DType::Q2_K, 10, "Q2_K", 256, 84},        {DType::Q3_K, 11, "Q3_K", 256, 110},
+    {DType::Q4_K, 12, "Q4_K", 256, 144},       {DType::Q5_K, 13, "Q5_K", 256, 176},
+    {DType::Q6_K, 14, "Q6_K", 256, 210},       {DType::IQ4_XS, 23, "IQ4_XS", 256, 136},
+    {DType::IQ3_XXS, 18, "IQ3_XXS", 256, 98},  {DType::IQ3_S, 21, "IQ3_S", 256, 110},
+    {DType::IQ2_XXS, 16, "IQ2_XXS", 256, 66},  {DType::IQ2_XS, 17, "IQ2_XS", 256, 74},
+    {DType::IQ2_S, 22, "IQ2_S", 256, 82},      {DType::IQ1_S, 19, "IQ1_S", 256, 50},
+    {DType::IQ1_M, 29, "IQ1_M", 256, 56},
+};
+
+// The table entry of a GGML block format, or null (for Q8_0/Q4_0 too, which fathom packs and
+// runs itself).
+constexpr const GgmlBlock* ggml_block(DType t) {
+  for (const GgmlBlock& g : kGgmlBlocks)
+    if (g.dtype == t) return &g;
+  return nullptr;
+}
+constexpr bool is_ggml_block(DType t) { return ggml_block(t) != nullptr; }
 
 std::string_view dtype_name(DType t);
 std::optional<DType> dtype_from_safetensors(std::string_view name);  // "F32", "BF16", ...

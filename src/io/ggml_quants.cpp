@@ -2,7 +2,6 @@
 #include "io/ggml_quants.h"
 
 #include <array>
-#include <utility>
 
 #include "core/error.h"
 #include "io/ggml_blocks.h"
@@ -74,27 +73,18 @@ int64_t row_bytes(Type t, int64_t n) {
   return n / info->block_values * info->block_bytes;
 }
 
-namespace {
-constexpr std::pair<Type, DType> kBlockDTypes[] = {
-    {Type::Q8_0, DType::Q8_0},     {Type::Q4_0, DType::Q4_0},       {Type::Q4_1, DType::Q4_1},
-    {Type::Q5_0, DType::Q5_0},     {Type::Q5_1, DType::Q5_1},       {Type::IQ4_NL, DType::IQ4_NL},
-    {Type::Q2_K, DType::Q2_K},     {Type::Q3_K, DType::Q3_K},       {Type::Q4_K, DType::Q4_K},
-    {Type::Q5_K, DType::Q5_K},     {Type::Q6_K, DType::Q6_K},       {Type::IQ4_XS, DType::IQ4_XS},
-    {Type::IQ3_XXS, DType::IQ3_XXS}, {Type::IQ3_S, DType::IQ3_S},   {Type::IQ2_XXS, DType::IQ2_XXS},
-    {Type::IQ2_XS, DType::IQ2_XS}, {Type::IQ2_S, DType::IQ2_S},     {Type::IQ1_S, DType::IQ1_S},
-    {Type::IQ1_M, DType::IQ1_M},
-};
-}  // namespace
-
 std::optional<DType> block_dtype(Type t) {
-  for (const auto& [g, d] : kBlockDTypes)
-    if (g == t) return d;
+  if (t == Type::Q8_0) return DType::Q8_0;
+  if (t == Type::Q4_0) return DType::Q4_0;
+  for (const GgmlBlock& g : kGgmlBlocks)
+    if (g.ggml_id == uint32_t(t)) return g.dtype;
   return std::nullopt;
 }
 
 Type ggml_type(DType t) {
-  for (const auto& [g, d] : kBlockDTypes)
-    if (d == t) return g;
+  if (t == DType::Q8_0) return Type::Q8_0;
+  if (t == DType::Q4_0) return Type::Q4_0;
+  if (const GgmlBlock* g = ggml_block(t)) return Type(g->ggml_id);
   fail("dtype {} is not a GGML block format", dtype_name(t));
 }
 

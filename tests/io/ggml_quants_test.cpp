@@ -57,6 +57,30 @@ TEST(GgmlTypes, BlockSizesOfEveryType) {
   for (uint32_t bad : {4u, 5u, 31u, 39u, 1000u, 0xffffffffu}) EXPECT_EQ(type_info(bad), nullptr) << bad;
 }
 
+TEST(GgmlTypes, TheBlockDTypesAgreeWithTheGgufTypes) {
+  // core's table of GGML block DTypes (id, name, sizes) against the GGUF type table above,
+  // which the published layouts pin; and the mapping both ways, Q8_0/Q4_0 included.
+  int seen = 0;
+  for (const GgmlBlock& g : kGgmlBlocks) {
+    const TypeInfo* info = type_info(g.ggml_id);
+    ASSERT_NE(info, nullptr) << g.name;
+    EXPECT_STREQ(info->name, g.name);
+    EXPECT_EQ(info->block_values, g.values) << g.name;
+    EXPECT_EQ(info->block_bytes, int64_t(g.bytes)) << g.name;
+    EXPECT_EQ(dtype_name(g.dtype), g.name);
+    EXPECT_EQ(block_dtype(Type(g.ggml_id)), g.dtype) << g.name;
+    EXPECT_EQ(ggml_type(g.dtype), Type(g.ggml_id)) << g.name;
+    ++seen;
+  }
+  EXPECT_EQ(seen, 17);
+  EXPECT_EQ(block_dtype(Type::Q8_0), DType::Q8_0);
+  EXPECT_EQ(block_dtype(Type::Q4_0), DType::Q4_0);
+  EXPECT_EQ(ggml_type(DType::Q4_0), Type::Q4_0);
+  EXPECT_EQ(block_dtype(Type::Q8_K), std::nullopt);
+  EXPECT_EQ(block_dtype(Type::F32), std::nullopt);
+  EXPECT_THROW(ggml_type(DType::BF16), Error);
+}
+
 TEST(GgmlTypes, RejectsPartialBlocksAndUnsupportedTypes) {
   std::vector<uint8_t> src(4096, 0);
   std::vector<float> dst(1024);

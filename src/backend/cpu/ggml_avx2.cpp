@@ -227,10 +227,6 @@ constexpr bool unsigned_quants(DType t) {
          t == DType::Q5_1;
 }
 
-constexpr int dtype_block_values_of(DType t) {
-  return t == DType::Q4_1 || t == DType::Q5_0 || t == DType::Q5_1 || t == DType::IQ4_NL ? 32 : 256;
-}
-
 // Formats whose scales come per 32 values (both halves of a group share one).
 constexpr bool scale_per_32(DType t) {
   return !(t == DType::Q2_K || t == DType::Q3_K || t == DType::Q6_K || t == DType::IQ2_XS || t == DType::IQ2_S ||
@@ -437,13 +433,8 @@ constexpr bool has_fused_row = t == DType::Q4_K || t == DType::Q5_K || t == DTyp
 template <DType t>
 inline float fused_row(const uint8_t* row, int64_t nblk, const int8_t* xq, const float* xd, const int16_t* xs) {
   __m256 f = _mm256_setzero_ps(), mf = _mm256_setzero_ps();
-  constexpr int nv = t == DType::Q5_0 || t == DType::IQ4_NL ? 32 : 256;
-  constexpr size_t bb = t == DType::Q4_K    ? 144
-                        : t == DType::Q5_K  ? 176
-                        : t == DType::Q6_K  ? 210
-                        : t == DType::Q5_0  ? 22
-                        : t == DType::IQ4_NL ? 18
-                                            : 66;
+  constexpr int nv = ggml_block(t)->values;
+  constexpr size_t bb = ggml_block(t)->bytes;
   for (int64_t kb = 0; kb < nblk; ++kb) {
     const uint8_t* b = row + size_t(kb) * bb;
     if constexpr (t == DType::Q4_K || t == DType::Q5_K)
@@ -466,8 +457,8 @@ void run(const Job& job, int64_t n0, int64_t n1) {
   constexpr bool kUnsigned = unsigned_quants(t), kMins = ggml_mins(t);
   const WeightView& w = *job.w;
   const int64_t K = w.cols, N = w.rows, m = job.m;
-  const int nv = dtype_block_values(t);
-  const size_t bb = dtype_block_bytes(t);
+  constexpr int nv = ggml_block(t)->values;
+  constexpr size_t bb = ggml_block(t)->bytes;
   const int64_t nblk = K / nv;
   const size_t rb = bb * size_t(nblk);
   const auto* data = static_cast<const uint8_t*>(w.data);
@@ -511,7 +502,7 @@ void run(const Job& job, int64_t n0, int64_t n1) {
           float dx[4];
           for (int i = 0; i < 4; ++i)
             xqb[i] = xq[i] + kb * nv, xsb[i] = xs[i] + kb * nv / 16, dx[i] = job.qa.d[(i0 + i) * nblk + kb];
-          block_dot_4x2<kUnsigned, kMins, scale_per_32(t), dtype_block_values_of(t)>(
+          block_dot_4x2<kUnsigned, kMins, scale_per_32(t), ggml_block(t)->values>(
               &dec[size_t(r * nblk + kb)], &dec[size_t((r + 1) * nblk + kb)], xqb, dx, xsb, f, mf);
         }
         for (int i = 0; i < 4; ++i)
