@@ -176,17 +176,14 @@ void check(const WeightView& w) {
       FATHOM_CHECK(w.block_scale != nullptr, "matmul: F8_E4M3 weight without block scales");
       FATHOM_CHECK(w.block > 0 && w.block % 8 == 0, "matmul: F8_E4M3 block {} is not a multiple of 8", w.block);
       break;
-    case DType::Q8_0: case DType::Q4_0:
-      FATHOM_CHECK(w.cols % kQBlock == 0, "matmul: {} weight with {} columns (not a multiple of 32)",
-                   dtype_name(w.dtype), w.cols);
-      break;
-    default:
-      if (!is_ggml_block(w.dtype)) fail("matmul: unsupported weight dtype {}", dtype_name(w.dtype));
+    default:  // block formats: Q8_0/Q4_0 and GGML's
+      if (!is_quant(w.dtype)) fail("matmul: unsupported weight dtype {}", dtype_name(w.dtype));
       FATHOM_CHECK(w.cols % dtype_block_values(w.dtype) == 0, "matmul: {} weight with {} columns (not a multiple of {})",
                    dtype_name(w.dtype), w.cols, dtype_block_values(w.dtype));
-      FATHOM_CHECK(w.layout == Layout::Rows, "matmul: packed {} weight", dtype_name(w.dtype));
   }
-  FATHOM_CHECK(w.layout == Layout::Rows || is_quant(w.dtype), "matmul: packed {} weight", dtype_name(w.dtype));
+  // Only fathom's own Q8_0/Q4_0 are ever packed.
+  FATHOM_CHECK(w.layout == Layout::Rows || w.dtype == DType::Q8_0 || w.dtype == DType::Q4_0, "matmul: packed {} weight",
+               dtype_name(w.dtype));
 }
 
 // A decode-sized section (every task a few rows of x) is bound by memory bandwidth, and with
