@@ -109,6 +109,18 @@ void CpuBackend::dequantize_row(const Weight& w, int64_t r, float* host) const {
   cpu::dequantize_row(view_of(w), r, host);
 }
 
+namespace {
+// Absorbed MLA's per-head views of uk_t [H·r, nope] and uv [H·v, r].
+void slice_heads(const WeightView& uk_t, const WeightView& uv, int64_t H, MlaAbsorbed& a) {
+  const int64_t r = uk_t.rows / H, v = uv.rows / H;
+  a.bytes = uv.bytes() + uk_t.bytes();
+  for (int64_t h = 0; h < H; ++h) {
+    a.uk_t.push_back(std::make_unique<CpuWeight>(slice_rows(uk_t, h * r, r)));
+    a.uv.push_back(std::make_unique<CpuWeight>(slice_rows(uv, h * v, v)));
+  }
+}
+}  // namespace
+
 // W_UV and W_UKᵀ in a format close to the stored one: block formats and bf16 stay as they
 // are (same values), anything else (f16, fp8 with scales) becomes f32, which holds their
 // values exactly. Block formats are packed when kv_b itself was.
@@ -165,11 +177,7 @@ MlaAbsorbed CpuBackend::prepare_mla_absorbed(const Weight& kv_bw, int64_t H, int
   pack(uv, uv_data, v);
   pack(uk_t, uk_data, r);
   MlaAbsorbed a;
-  a.bytes = uv.bytes() + uk_t.bytes();
-  for (int64_t h = 0; h < H; ++h) {
-    a.uk_t.push_back(std::make_unique<CpuWeight>(slice_rows(uk_t, h * r, r)));
-    a.uv.push_back(std::make_unique<CpuWeight>(slice_rows(uv, h * v, v)));
-  }
+  slice_heads(uk_t, uv, H, a);
   auto own = [&](const WeightView& w, AlignedBytes data) {
     auto o = std::make_unique<CpuWeight>(w);
     o->owned = std::move(data);
@@ -191,11 +199,7 @@ MlaAbsorbed CpuBackend::mla_absorbed_from(const Weight& uk_tw, const Weight& uvw
     return w.layout == Layout::Packed16 && per_head % kPackRows != 0;
   };
   if (splits_group(uk_t, r) || splits_group(uv, v)) return a;  // empty: derive them from kv_b instead
-  a.bytes = uv.bytes() + uk_t.bytes();
-  for (int64_t h = 0; h < H; ++h) {
-    a.uk_t.push_back(std::make_unique<CpuWeight>(slice_rows(uk_t, h * r, r)));
-    a.uv.push_back(std::make_unique<CpuWeight>(slice_rows(uv, h * v, v)));
-  }
+  slice_heads(uk_t, uv, H, a);
   return a;
 }
 
