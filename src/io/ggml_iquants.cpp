@@ -24,6 +24,9 @@ inline void signed_points4(uint32_t lo, uint32_t hi, uint8_t signs, float db, fl
   signed_point8(uint64_t(lo) | (uint64_t(hi) << 32), signs, db, out);
 }
 
+// The IQ2/IQ3_XXS sub-block scale for its 4-bit field s: d · (0.5 + s) · c, in ggml's order.
+inline float half_step_scale(float d, uint32_t s, float c) { return d * (0.5f + float(s)) * c; }
+
 // IQ1 groups: out[j] = dl * (int8 value j + delta).
 inline void shifted_point8(uint64_t point, float delta, float dl, float* out) {
   for (int j = 0; j < 8; ++j) out[j] = dl * (float(int8_t(grid_byte(point, j))) + delta);
@@ -39,7 +42,7 @@ void iq2_xxs(const uint8_t* src, float* dst, int64_t nb) {
     for (int ib = 0; ib < 8; ++ib) {
       const uint8_t* sub = src + 2 + 8 * ib;
       const uint32_t aux = load_u32(sub + 4);
-      const float db = d * (0.5f + float(aux >> 28)) * 0.25f;
+      const float db = half_step_scale(d, aux >> 28, 0.25f);
       for (int l = 0; l < 4; ++l, dst += 8)
         signed_point8(kIq2xxsGrid[sub[l]], signs_from7(aux >> (7 * l)), db, dst);
     }
@@ -53,7 +56,7 @@ void iq2_xs(const uint8_t* src, float* dst, int64_t nb) {
     const float d = load_f16(src);
     const uint8_t* scales = src + 66;
     for (int ib = 0; ib < 8; ++ib) {
-      const float db[2] = {d * (0.5f + float(scales[ib] & 0xf)) * 0.25f, d * (0.5f + float(scales[ib] >> 4)) * 0.25f};
+      const float db[2] = {half_step_scale(d, scales[ib] & 0xf, 0.25f), half_step_scale(d, scales[ib] >> 4, 0.25f)};
       for (int l = 0; l < 4; ++l, dst += 8) {
         const uint16_t q = load_u16(src + 2 + 2 * (4 * ib + l));
         signed_point8(kIq2xsGrid[q & 511], signs_from7(q >> 9), db[l / 2], dst);
@@ -72,7 +75,7 @@ void iq2_s(const uint8_t* src, float* dst, int64_t nb) {
     const uint8_t* qh = src + 66;
     const uint8_t* scales = src + 74;
     for (int ib = 0; ib < 8; ++ib) {
-      const float db[2] = {d * (0.5f + float(scales[ib] & 0xf)) * 0.25f, d * (0.5f + float(scales[ib] >> 4)) * 0.25f};
+      const float db[2] = {half_step_scale(d, scales[ib] & 0xf, 0.25f), half_step_scale(d, scales[ib] >> 4, 0.25f)};
       for (int l = 0; l < 4; ++l, dst += 8) {
         const int idx = qs[4 * ib + l] | ((qh[ib] << (8 - 2 * l)) & 0x300);
         signed_point8(kIq2sGrid[size_t(idx)], signs[4 * ib + l], db[l / 2], dst);
@@ -89,7 +92,7 @@ void iq3_xxs(const uint8_t* src, float* dst, int64_t nb) {
     const uint8_t* qs = src + 2;
     for (int ib = 0; ib < 8; ++ib) {
       const uint32_t aux = load_u32(src + 66 + 4 * ib);
-      const float db = d * (0.5f + float(aux >> 28)) * 0.5f;
+      const float db = half_step_scale(d, aux >> 28, 0.5f);
       for (int l = 0; l < 4; ++l, dst += 8)
         signed_points4(kIq3xxsGrid[qs[8 * ib + 2 * l]], kIq3xxsGrid[qs[8 * ib + 2 * l + 1]],
                        signs_from7(aux >> (7 * l)), db, dst);
