@@ -34,7 +34,6 @@ constexpr bool ggml_mins(DType t) {
   return t == DType::Q2_K || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K || t == DType::Q4_1 ||
          t == DType::Q5_1;
 }
-inline bool ggml_has_mins(DType t) { return ggml_mins(t); }
 
 // Decodes one block (dtype_block_values(t) values) at `blk`. Scalar reference.
 void decode_block_scalar(DType t, const uint8_t* blk, DecodedBlock& out);

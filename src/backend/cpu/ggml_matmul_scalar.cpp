@@ -37,7 +37,7 @@ void run_cols_ggml_scalar(const Job& job, int64_t n0, int64_t n1) {
   const int nv = dtype_block_values(t);
   const size_t bb = dtype_block_bytes(t);
   const int64_t nblk = K / nv;
-  const bool mins = ggml_has_mins(t);
+  const bool mins = ggml_mins(t);
   thread_local std::vector<float> acc;  // [m, 16]: 8 lanes of f, then 8 of mf, per row of x
   acc.resize(size_t(m * 16));
   DecodedBlock blk;
