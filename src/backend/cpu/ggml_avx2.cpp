@@ -221,12 +221,6 @@ inline __m256i nibbles32(const uint8_t* p) {
   decode_scales_with(t, b, blk, [](const uint8_t* p) { return _cvtsh_ss(u16(p)); });
 }
 
-// Formats whose quants are all ≥ 0 go straight into vpmaddubsw (unsigned × signed).
-constexpr bool unsigned_quants(DType t) {
-  return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K || t == DType::Q2_K || t == DType::Q4_1 ||
-         t == DType::Q5_1;
-}
-
 // Formats whose scales come per 32 values (both halves of a group share one).
 constexpr bool scale_per_32(DType t) {
   return !(t == DType::Q2_K || t == DType::Q3_K || t == DType::Q6_K || t == DType::IQ2_XS || t == DType::IQ2_S ||
@@ -454,7 +448,8 @@ inline float fused_row(const uint8_t* row, int64_t nblk, const int8_t* xq, const
 // One kernel per format, so that its decoder inlines without a switch per block.
 template <DType t>
 void run(const Job& job, int64_t n0, int64_t n1) {
-  constexpr bool kUnsigned = unsigned_quants(t), kMins = ggml_mins(t);
+  // Quants ≥ 0 (the formats with mins, ggml_decode.h) go straight into vpmaddubsw.
+  constexpr bool kMins = ggml_mins(t), kUnsigned = kMins;
   const WeightView& w = *job.w;
   const int64_t K = w.cols, N = w.rows, m = job.m;
   constexpr int nv = ggml_block(t)->values;

@@ -29,7 +29,8 @@ struct alignas(64) DecodedBlock {
   float d = 0.0f, dmin = 0.0f;
 };
 
-// True for the formats whose decoded blocks carry mins (Q2_K, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1).
+// True for the formats whose decoded blocks carry mins (Q2_K, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1);
+// exactly these have quants ≥ 0 (the mins hold their offsets), which the kernels rely on.
 constexpr bool ggml_mins(DType t) {
   return t == DType::Q2_K || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K || t == DType::Q4_1 ||
          t == DType::Q5_1;
