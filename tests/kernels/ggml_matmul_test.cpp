@@ -85,7 +85,9 @@ TEST(GgmlDecode, DecodedFormIsGgmlsValue) {
         if (std::abs(v - want) > 4e-7 * std::abs(want) + 1e-12 && ++mismatches <= 5)
           ADD_FAILURE() << "block " << b << " value " << k << ": " << v << " vs ggml " << want;
         ASSERT_LE(std::abs(int(blk.q[k])), 127);
-        if (detail::ggml_mins(d.dtype)) ASSERT_GE(blk.q[k], 0) << "the kernels feed these quants unsigned";
+        if (detail::ggml_mins(d.dtype)) {
+          ASSERT_GE(blk.q[k], 0) << "the kernels feed these quants unsigned";
+        }
       }
     }
     EXPECT_EQ(mismatches, 0);
