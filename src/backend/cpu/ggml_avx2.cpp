@@ -73,46 +73,61 @@ inline __m256i nibbles32(const uint8_t* p) {
   return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
 }
 
+inline __m256i iq4_lut() {
+  return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ggml::kIQ4NLValues)));
+}
+
+// Q5_0 (q − 16) and Q5_1 (q): 4 low bits in nibbles, the fifth in a 32-bit mask.
+template <bool kQ50>
+inline __m256i q5x_quants(const uint8_t* b) {
+  constexpr int off = kQ50 ? 2 : 4;
+  const __m256i hi = _mm256_and_si256(bytes_from_bits(u32(b + off)), _mm256_set1_epi8(0x10));
+  const __m256i v = _mm256_or_si256(nibbles32(b + off + 4), hi);
+  return kQ50 ? _mm256_sub_epi8(v, _mm256_set1_epi8(16)) : v;
+}
+
+// Q4_K/Q5_K: the 64 values of 32-byte group p, as sub-blocks 2p (lo) and 2p + 1 (hi).
+template <bool kQ5>
+inline void q45k_quants(const uint8_t* b, int p, __m256i& lo, __m256i& hi) {
+  const __m256i v = load32(b + (kQ5 ? 48 : 16) + 32 * p);
+  lo = nib_lo(v), hi = bits(v, 4, 0x0f);
+  if constexpr (kQ5) {
+    const __m256i qh = load32(b + 16);
+    lo = _mm256_or_si256(lo, _mm256_slli_epi16(bits(qh, 2 * p, 1), 4));
+    hi = _mm256_or_si256(hi, _mm256_slli_epi16(bits(qh, 2 * p + 1, 1), 4));
+  }
+}
+
+// Q6_K: the 128 values of half h as four groups of 32, unsigned 0..63 (the −32 is a min).
+inline void q6k_quants(const uint8_t* b, int h, __m256i q[4]) {
+  const __m256i l0 = load32(b + 64 * h), l1 = load32(b + 64 * h + 32), qh = load32(b + 128 + 32 * h);
+  q[0] = _mm256_or_si256(nib_lo(l0), _mm256_slli_epi16(bits(qh, 0, 3), 4));
+  q[1] = _mm256_or_si256(nib_lo(l1), _mm256_slli_epi16(bits(qh, 2, 3), 4));
+  q[2] = _mm256_or_si256(bits(l0, 4, 0x0f), _mm256_slli_epi16(bits(qh, 4, 3), 4));
+  q[3] = _mm256_or_si256(bits(l1, 4, 0x0f), _mm256_slli_epi16(bits(qh, 6, 3), 4));
+}
+
 // Decodes the quants of one block into q; false where only the scalar decoder exists.
 [[gnu::always_inline]] inline bool decode_quants(DType t, const uint8_t* b, int8_t* q) {
   switch (t) {
     case DType::Q4_1: store32(q, nibbles32(b + 4)); return true;
-    case DType::Q5_0: case DType::Q5_1: {
-      const int off = t == DType::Q5_0 ? 2 : 4;
-      const __m256i hi = _mm256_and_si256(bytes_from_bits(u32(b + off)), _mm256_set1_epi8(0x10));
-      const __m256i v = _mm256_or_si256(nibbles32(b + off + 4), hi);
-      store32(q, t == DType::Q5_0 ? _mm256_sub_epi8(v, _mm256_set1_epi8(16)) : v);
-      return true;
-    }
-    case DType::IQ4_NL: {
-      const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ggml::kIQ4NLValues)));
-      store32(q, _mm256_shuffle_epi8(lut, nibbles32(b + 2)));
-      return true;
-    }
-    case DType::Q4_K:
+    case DType::Q5_0: store32(q, q5x_quants<true>(b)); return true;
+    case DType::Q5_1: store32(q, q5x_quants<false>(b)); return true;
+    case DType::IQ4_NL: store32(q, _mm256_shuffle_epi8(iq4_lut(), nibbles32(b + 2))); return true;
+    case DType::Q4_K: case DType::Q5_K:
       for (int g = 0; g < 4; ++g) {
-        const __m256i v = load32(b + 16 + 32 * g);
-        store32(q + 64 * g, nib_lo(v));
-        store32(q + 64 * g + 32, bits(v, 4, 0x0f));
+        __m256i lo, hi;
+        if (t == DType::Q5_K) q45k_quants<true>(b, g, lo, hi);
+        else q45k_quants<false>(b, g, lo, hi);
+        store32(q + 64 * g, lo);
+        store32(q + 64 * g + 32, hi);
       }
       return true;
-    case DType::Q5_K: {
-      const __m256i qh = load32(b + 16);
-      for (int g = 0; g < 4; ++g) {
-        const __m256i v = load32(b + 48 + 32 * g);
-        store32(q + 64 * g, _mm256_or_si256(nib_lo(v), _mm256_slli_epi16(bits(qh, 2 * g, 1), 4)));
-        store32(q + 64 * g + 32, _mm256_or_si256(bits(v, 4, 0x0f), _mm256_slli_epi16(bits(qh, 2 * g + 1, 1), 4)));
-      }
-      return true;
-    }
-    case DType::Q6_K:  // unsigned 0..63 (decode_scales_with: the −32 is a min)
+    case DType::Q6_K:
       for (int h = 0; h < 2; ++h) {
-        const __m256i l0 = load32(b + 64 * h), l1 = load32(b + 64 * h + 32), qh = load32(b + 128 + 32 * h);
-        int8_t* o = q + 128 * h;
-        store32(o, _mm256_or_si256(nib_lo(l0), _mm256_slli_epi16(bits(qh, 0, 3), 4)));
-        store32(o + 32, _mm256_or_si256(nib_lo(l1), _mm256_slli_epi16(bits(qh, 2, 3), 4)));
-        store32(o + 64, _mm256_or_si256(bits(l0, 4, 0x0f), _mm256_slli_epi16(bits(qh, 4, 3), 4)));
-        store32(o + 96, _mm256_or_si256(bits(l1, 4, 0x0f), _mm256_slli_epi16(bits(qh, 6, 3), 4)));
+        __m256i v[4];
+        q6k_quants(b, h, v);
+        for (int k = 0; k < 4; ++k) store32(q + 128 * h + 32 * k, v[k]);
       }
       return true;
     case DType::Q2_K:
@@ -133,7 +148,7 @@ inline __m256i nibbles32(const uint8_t* p) {
       return true;
     }
     case DType::IQ4_XS: {
-      const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ggml::kIQ4NLValues)));
+      const __m256i lut = iq4_lut();
       for (int j = 0; j < 8; j += 2) {
         const __m256i v = load32(b + 8 + 16 * j);
         const __m256i lo = _mm256_shuffle_epi8(lut, nib_lo(v)), hi = _mm256_shuffle_epi8(lut, bits(v, 4, 0x0f));
@@ -304,36 +319,20 @@ inline float finish(__m256 f, __m256 mf) {
 
 // Decode (one row of x): the hottest formats dot straight from the block bytes, without the
 // DecodedBlock round trip. Same integers and the same FMAs as block_dot.
-struct RowActs {
-  const int8_t* q;     // [K]
-  const float* d;      // [K / 256]
-  const int16_t* g16;  // [K / 16]
-};
-
 // Q4_K / Q5_K: 8 sub-blocks of 32, 6-bit scales and mins (decode_scales_with, four bytes at a time).
 template <bool kQ5>
 inline void superblock_q45k(const uint8_t* b, const int8_t* xq, float dx, const int16_t* xs, __m256& f, __m256& mf) {
-  const uint32_t w0 = u32(b + 4), w1 = u32(b + 8), w2 = u32(b + 12);
-  const uint32_t s03 = w0 & 0x3f3f3f3f, m03 = w1 & 0x3f3f3f3f;
-  const uint32_t s47 = (w2 & 0x0f0f0f0f) | (((w0 >> 6) & 0x03030303) << 4);
-  const uint32_t m47 = ((w2 >> 4) & 0x0f0f0f0f) | (((w1 >> 6) & 0x03030303) << 4);
+  const K4Scales k = k4_scales(b + 4);
   // Scale g as int16 in every position of both lanes: one vpshufb per group.
   const __m256i sc16 = _mm256_broadcastsi128_si256(
-      _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(uint64_t(s03) | uint64_t(s47) << 32))));
-  const __m128i m8 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(uint64_t(m03) | uint64_t(m47) << 32)));
+      _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(uint64_t(k.s[0]) | uint64_t(k.s[1]) << 32))));
+  const __m128i m8 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(uint64_t(k.m[0]) | uint64_t(k.m[1]) << 32)));
   const __m256i m32 = _mm256_cvtepu16_epi32(m8);
   const __m256i mdup = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));  // mi[2j] = mi[2j+1] = m[j]
-  const uint8_t* qs = b + (kQ5 ? 48 : 16);
-  const __m256i qh = kQ5 ? load32(b + 16) : _mm256_setzero_si256();
-  const __m256i m4 = _mm256_set1_epi8(0x0f);
   __m256i S = _mm256_setzero_si256();
   for (int p = 0; p < 4; ++p) {
-    const __m256i v = load32(qs + 32 * p);
-    __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-    if constexpr (kQ5) {
-      lo = _mm256_or_si256(lo, _mm256_slli_epi16(bits(qh, 2 * p, 1), 4));
-      hi = _mm256_or_si256(hi, _mm256_slli_epi16(bits(qh, 2 * p + 1, 1), 4));
-    }
+    __m256i lo, hi;
+    q45k_quants<kQ5>(b, p, lo, hi);
     const __m256i c0 = _mm256_set1_epi16(int16_t(0x0100 + 0x0202 * (2 * p)));  // bytes 4p, 4p+1
     const __m256i c1 = _mm256_set1_epi16(int16_t(0x0100 + 0x0202 * (2 * p + 1)));
     const __m256i p0 = _mm256_maddubs_epi16(lo, load32(xq + 64 * p));
@@ -352,14 +351,10 @@ inline void superblock_q6k(const uint8_t* b, const int8_t* xq, float dx, const i
   // Group g: unit g of sc16 holds (sc[2g], sc[2g+1]); spread sc[2g] over the low lane, sc[2g+1] the high.
   const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2,
                                           3, 2, 3, 2, 3);
-  const __m256i m4 = _mm256_set1_epi8(0x0f);
   __m256i S = _mm256_setzero_si256();
   for (int h = 0; h < 2; ++h) {
-    const __m256i l0 = load32(b + 64 * h), l1 = load32(b + 64 * h + 32), qh = load32(b + 128 + 32 * h);
-    const __m256i q[4] = {_mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(bits(qh, 0, 3), 4)),
-                          _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(bits(qh, 2, 3), 4)),
-                          _mm256_or_si256(bits(l0, 4, 0x0f), _mm256_slli_epi16(bits(qh, 4, 3), 4)),
-                          _mm256_or_si256(bits(l1, 4, 0x0f), _mm256_slli_epi16(bits(qh, 6, 3), 4))};
+    __m256i q[4];
+    q6k_quants(b, h, q);
     for (int k = 0; k < 4; ++k) {
       const int g = 4 * h + k;
       const __m256i p16 = _mm256_maddubs_epi16(q[k], load32(xq + 32 * g));
@@ -373,22 +368,10 @@ inline void superblock_q6k(const uint8_t* b, const int8_t* xq, float dx, const i
   mf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), dd, mf);
 }
 
-// Legacy 32-value blocks with sc = 1: Q5_0 (the K-quant files' fallback for rows of 1408).
-inline void block_q50(const uint8_t* b, const int8_t* xq, float dx, __m256& f) {
-  const __m256i hi = _mm256_and_si256(bytes_from_bits(u32(b + 2)), _mm256_set1_epi8(0x10));
-  const __m256i q = _mm256_sub_epi8(_mm256_or_si256(nibbles32(b + 6), hi), _mm256_set1_epi8(16));
-  const __m256i x = load32(xq);
-  const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
-  const __m256i S = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-  f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), _mm256_set1_ps(dx * _cvtsh_ss(u16(b))), f);
-}
-
-// IQ4_NL: 32 values, non-linear levels, sc = 1 (the IQ files' fallback for rows of 1408).
-inline void block_iq4nl(const uint8_t* b, const int8_t* xq, float dx, __m256& f) {
-  const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ggml::kIQ4NLValues)));
-  const __m256i q = _mm256_shuffle_epi8(lut, nibbles32(b + 2));
-  const __m256i x = load32(xq);
-  const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
+// A 32-value block with sc = 1 and signed quants q, its f16 d at b (Q5_0 and IQ4_NL: the
+// K-quant and IQ files' fallbacks for rows of 1408).
+inline void block32_signed(__m256i q, const uint8_t* b, const int8_t* xq, float dx, __m256& f) {
+  const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(load32(xq), q));
   const __m256i S = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
   f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), _mm256_set1_ps(dx * _cvtsh_ss(u16(b))), f);
 }
@@ -436,9 +419,9 @@ inline float fused_row(const uint8_t* row, int64_t nblk, const int8_t* xq, const
     else if constexpr (t == DType::Q6_K)
       superblock_q6k(b, xq + kb * nv, xd[kb], xs + kb * nv / 16, f, mf);
     else if constexpr (t == DType::Q5_0)
-      block_q50(b, xq + kb * nv, xd[kb], f);
+      block32_signed(q5x_quants<true>(b), b, xq + kb * nv, xd[kb], f);
     else if constexpr (t == DType::IQ4_NL)
-      block_iq4nl(b, xq + kb * nv, xd[kb], f);
+      block32_signed(_mm256_shuffle_epi8(iq4_lut(), nibbles32(b + 2)), b, xq + kb * nv, xd[kb], f);
     else
       superblock_iq2xxs(b, xq + kb * nv, xd[kb], f);
   }

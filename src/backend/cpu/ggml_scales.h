@@ -22,6 +22,17 @@ inline int q3k_scale(const uint8_t* packed, int j) {
   return (lo | (hi << 4)) - 32;
 }
 
+// Q4_K/Q5_K: the eight 6-bit sub-block scales and mins from their 12 packed bytes, four bytes
+// per word (byte j of s[0], s[1] is scale j, j + 4; likewise m for the mins).
+struct K4Scales {
+  uint32_t s[2], m[2];
+};
+inline K4Scales k4_scales(const uint8_t* packed) {
+  const uint32_t w0 = u32(packed), w1 = u32(packed + 4), w2 = u32(packed + 8);
+  return {{w0 & 0x3f3f3f3f, (w2 & 0x0f0f0f0f) | (((w0 >> 6) & 0x03030303) << 4)},
+          {w1 & 0x3f3f3f3f, ((w2 >> 4) & 0x0f0f0f0f) | (((w1 >> 6) & 0x03030303) << 4)}};
+}
+
 inline void set2(int16_t* v, int s32, int x) { v[2 * s32] = v[2 * s32 + 1] = int16_t(x); }
 
 template <class F16>
@@ -44,14 +55,10 @@ template <class F16>
       return;
     case DType::Q4_K: case DType::Q5_K: {
       o.d = f16(b), o.dmin = f16(b + 2);
-      // scale_min_k4 for all eight sub-blocks at once, four bytes per word.
-      const uint32_t w0 = u32(b + 4), w1 = u32(b + 8), w2 = u32(b + 12);
-      const uint32_t s03 = w0 & 0x3f3f3f3f, m03 = w1 & 0x3f3f3f3f;
-      const uint32_t s47 = (w2 & 0x0f0f0f0f) | (((w0 >> 6) & 0x03030303) << 4);
-      const uint32_t m47 = ((w2 >> 4) & 0x0f0f0f0f) | (((w1 >> 6) & 0x03030303) << 4);
-      for (int j = 0; j < 4; ++j) {
-        set2(sc, j, int((s03 >> (8 * j)) & 0xff)), set2(sc, j + 4, int((s47 >> (8 * j)) & 0xff));
-        set2(mi, j, int((m03 >> (8 * j)) & 0xff)), set2(mi, j + 4, int((m47 >> (8 * j)) & 0xff));
+      const K4Scales k = k4_scales(b + 4);
+      for (int j = 0; j < 8; ++j) {
+        set2(sc, j, int((k.s[j / 4] >> (8 * (j % 4))) & 0xff));
+        set2(mi, j, int((k.m[j / 4] >> (8 * (j % 4))) & 0xff));
       }
       return;
     }
