@@ -95,25 +95,36 @@ TEST(GgmlDecode, DecodedFormIsGgmlsValue) {
   }
 }
 
-TEST(GgmlMatmul, Avx2EqualsScalarBitForBitAndRowsAreBatchInvariant) {
-  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2";
+// The SIMD kernels (AVX2; AVX-512 VNNI where the CPU has it) against the scalar one.
+void expect_equals_scalar_and_batch_invariant(Isa isa) {
   for (const char* name : kTypes) {
     SCOPED_TRACE(name);
     const Dump d = read_dump(name);
-    const int64_t K = 4 * 256, N = 37;
+    // 37 weight rows: the 2-row tiles leave one; K: an odd block count for 32-value formats.
+    const int64_t K = 4 * 256 + (dtype_block_values(d.dtype) == 32 ? 32 : 0), N = 37;
     const auto w = matrix(d, N, K);
     for (int64_t m : {1, 2, 5, 70}) {
       const auto x = testing::random_floats(size_t(m * K), uint32_t(100 + m));
-      const auto ys = run(w, x, m, Isa::Scalar, 2), yv = run(w, x, m, Isa::Avx2, 2);
+      const auto ys = run(w, x, m, Isa::Scalar, 2), yv = run(w, x, m, isa, 2);
       ASSERT_EQ(std::memcmp(ys.data(), yv.data(), ys.size() * 4), 0) << "m=" << m;
       // Each row alone (the decode path) gives the same bits as inside the batch (panel path).
       for (int64_t i = 0; i < m; i += 3) {
         const std::vector<float> xi(x.begin() + i * K, x.begin() + (i + 1) * K);
-        const auto yi = run(w, xi, 1, Isa::Avx2, 1);
+        const auto yi = run(w, xi, 1, isa, 1);
         ASSERT_EQ(std::memcmp(yi.data(), yv.data() + i * N, size_t(N) * 4), 0) << "m=" << m << " row " << i;
       }
     }
   }
+}
+
+TEST(GgmlMatmul, Avx2EqualsScalarBitForBitAndRowsAreBatchInvariant) {
+  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2";
+  expect_equals_scalar_and_batch_invariant(Isa::Avx2);
+}
+
+TEST(GgmlMatmul, Avx512EqualsScalarBitForBitAndRowsAreBatchInvariant) {
+  if (!cpu_has_avx512_vnni()) GTEST_SKIP() << "no AVX-512 VNNI";
+  expect_equals_scalar_and_batch_invariant(Isa::Avx512);
 }
 
 TEST(GgmlMatmul, AgreesWithADoubleDotOfGgmlsValues) {

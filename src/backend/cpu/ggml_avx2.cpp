@@ -505,26 +505,18 @@ void run(const Job& job, int64_t n0, int64_t n1) {
 }  // namespace
 
 void run_cols_ggml_avx2(const Job& job, int64_t n0, int64_t n1) {
-  switch (job.w->dtype) {
-    case DType::Q4_1: return run<DType::Q4_1>(job, n0, n1);
-    case DType::Q5_0: return run<DType::Q5_0>(job, n0, n1);
-    case DType::Q5_1: return run<DType::Q5_1>(job, n0, n1);
-    case DType::IQ4_NL: return run<DType::IQ4_NL>(job, n0, n1);
-    case DType::Q2_K: return run<DType::Q2_K>(job, n0, n1);
-    case DType::Q3_K: return run<DType::Q3_K>(job, n0, n1);
-    case DType::Q4_K: return run<DType::Q4_K>(job, n0, n1);
-    case DType::Q5_K: return run<DType::Q5_K>(job, n0, n1);
-    case DType::Q6_K: return run<DType::Q6_K>(job, n0, n1);
-    case DType::IQ4_XS: return run<DType::IQ4_XS>(job, n0, n1);
-    case DType::IQ3_XXS: return run<DType::IQ3_XXS>(job, n0, n1);
-    case DType::IQ3_S: return run<DType::IQ3_S>(job, n0, n1);
-    case DType::IQ2_XXS: return run<DType::IQ2_XXS>(job, n0, n1);
-    case DType::IQ2_XS: return run<DType::IQ2_XS>(job, n0, n1);
-    case DType::IQ2_S: return run<DType::IQ2_S>(job, n0, n1);
-    case DType::IQ1_S: return run<DType::IQ1_S>(job, n0, n1);
-    case DType::IQ1_M: return run<DType::IQ1_M>(job, n0, n1);
-    default: fail_no_kernel("ggml avx2", job.w->dtype);
-  }
+  dispatch_ggml(
+      job.w->dtype, [&](auto t) { run<t.value>(job, n0, n1); }, [&] { fail_no_kernel("ggml avx2", job.w->dtype); });
+}
+
+void decode_blocks_avx2(DType t, const uint8_t* row, int64_t nblk, DecodedBlock* out) {
+  dispatch_ggml(
+      t,
+      [&](auto tag) {
+        constexpr size_t bb = ggml_block(tag.value)->bytes;
+        for (int64_t kb = 0; kb < nblk; ++kb) decode_block(tag.value, row + size_t(kb) * bb, out[kb]);
+      },
+      [&] { fail_no_kernel("ggml avx2 decode", t); });
 }
 
 }  // namespace fathom::cpu::detail

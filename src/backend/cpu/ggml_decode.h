@@ -17,6 +17,7 @@
 //   y = hsum8(f) − hsum8(mf)   (mf only for formats with mins)
 // The scalar, AVX2 and AVX-512 kernels all compute exactly this, so they agree bit for bit.
 #include <cstdint>
+#include <type_traits>
 
 #include "core/dtype.h"
 
@@ -45,5 +46,27 @@ void decode_scales(DType t, const uint8_t* blk, DecodedBlock& out);
 // Quantizes one activation row of K values to blocks of `nv` (32 or 256): q[K], d[K/nv] and
 // s16[K/16] = Σq per 16 values. The one quantizer of every GGML kernel.
 void quantize_acts_ggml(const float* x, int64_t K, int nv, int8_t* q, float* d, int16_t* s16);
+
+// Decodes nblk consecutive blocks of one row with the AVX2 decoders (ggml_avx2.cpp), bit for
+// bit decode_block_scalar's output; the AVX-512 kernel builds its panels with it.
+void decode_blocks_avx2(DType t, const uint8_t* row, int64_t nblk, DecodedBlock* out);
+
+// Calls f(std::integral_constant<DType, t>{}) for a GGML block format t, so that a kernel is
+// instantiated per format; `other` handles every other dtype.
+template <class F, class G>
+decltype(auto) dispatch_ggml(DType t, F&& f, G&& other) {
+  using D = DType;
+#define FATHOM_GGML_CASE(x) \
+  case D::x: return f(std::integral_constant<D, D::x>{});
+  switch (t) {
+    FATHOM_GGML_CASE(Q4_1) FATHOM_GGML_CASE(Q5_0) FATHOM_GGML_CASE(Q5_1) FATHOM_GGML_CASE(IQ4_NL)
+    FATHOM_GGML_CASE(Q2_K) FATHOM_GGML_CASE(Q3_K) FATHOM_GGML_CASE(Q4_K) FATHOM_GGML_CASE(Q5_K)
+    FATHOM_GGML_CASE(Q6_K) FATHOM_GGML_CASE(IQ4_XS) FATHOM_GGML_CASE(IQ3_XXS) FATHOM_GGML_CASE(IQ3_S)
+    FATHOM_GGML_CASE(IQ2_XXS) FATHOM_GGML_CASE(IQ2_XS) FATHOM_GGML_CASE(IQ2_S) FATHOM_GGML_CASE(IQ1_S)
+    FATHOM_GGML_CASE(IQ1_M)
+    default: return other();
+  }
+#undef FATHOM_GGML_CASE
+}
 
 }  // namespace fathom::cpu::detail

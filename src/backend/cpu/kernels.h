@@ -56,9 +56,10 @@ struct Job {
 void run_cols_scalar(const Job& job, int64_t n0, int64_t n1);
 void run_cols_float_avx2(const Job& job, int64_t n0, int64_t n1);
 void run_cols_quant_avx2(const Job& job, int64_t n0, int64_t n1);
-// GGML block formats (ggml_decode.h), row-major. The two are bit-identical.
+// GGML block formats (ggml_decode.h), row-major. The three are bit-identical.
 void run_cols_ggml_scalar(const Job& job, int64_t n0, int64_t n1);
 void run_cols_ggml_avx2(const Job& job, int64_t n0, int64_t n1);
+void run_cols_ggml_vnni(const Job& job, int64_t n0, int64_t n1);
 // Packed16 weights (packed.h); n0 is a multiple of 16. The three are bit-identical.
 void run_cols_packed_scalar(const Job& job, int64_t n0, int64_t n1);
 void run_cols_packed_avx2(const Job& job, int64_t n0, int64_t n1);

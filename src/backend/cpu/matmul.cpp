@@ -308,7 +308,8 @@ void quantize_part(const Section& s, int t) {
 ColsFn cols_fn(const Section& s, const detail::Job& job) {
   if (job.w->layout == Layout::Packed16)
     return s.vnni ? detail::run_cols_packed_vnni : s.simd ? detail::run_cols_packed_avx2 : detail::run_cols_packed_scalar;
-  if (is_ggml_block(job.w->dtype)) return s.simd ? detail::run_cols_ggml_avx2 : detail::run_cols_ggml_scalar;
+  if (is_ggml_block(job.w->dtype))
+    return s.vnni ? detail::run_cols_ggml_vnni : s.simd ? detail::run_cols_ggml_avx2 : detail::run_cols_ggml_scalar;
   if (!s.simd) return detail::run_cols_scalar;
   return is_quant(job.w->dtype) ? detail::run_cols_quant_avx2 : detail::run_cols_float_avx2;
 }

@@ -42,8 +42,9 @@ WeightView slice_rows(const WeightView& w, int64_t r0, int64_t n);
 
 // Which implementation runs. Auto picks the best the CPU has: Packed16 weights run the
 // AVX-512 VNNI kernel (else a scalar mirror of it, bit-identical), Rows weights the AVX2
-// kernels (else scalar ones). Avx512 asks for the VNNI kernel on Packed16 weights (and AVX2
-// for the rest); Avx2 and Scalar run Packed16 weights on the scalar mirror. Implementations
+// kernels (else scalar ones), GGML block formats the AVX-512 VNNI kernel where present (all
+// three GGML kernels are bit-identical). Avx512 asks for the VNNI kernels on Packed16 and GGML
+// weights (and AVX2 for the rest); Avx2 and Scalar run Packed16 weights on the scalar mirror. Implementations
 // agree up to rounding (float formats: fused vs unfused multiply-add; Q8_0/Q4_0: identical
 // int32 block sums), and each is batch- and thread-invariant on its own.
 // Q8_0/Q4_0 weights quantize each row of x to Q8 blocks of 32 (d = amax/127, round to
