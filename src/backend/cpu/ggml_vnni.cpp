@@ -50,100 +50,116 @@ inline __m512i scale_index(int h) {
   return _mm512_load_si512(idx);
 }
 
-// A 32-value block's mins (lane 0 only, ggml_decode.h): the other lanes keep their zero
-// factor even when the block's is infinite.
-inline __m256 min_scale32(float s) { return _mm256_setr_ps(s, 0, 0, 0, 0, 0, 0, 0); }
+inline __m512 pair_ps(float lo, float hi) {
+  return _mm512_castpd_ps(
+      _mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(lo)), _mm256_castps_pd(_mm256_set1_ps(hi)), 1));
+}
 
-// RI rows of x × RC weight rows, over every block of the panel.
-template <bool kMins, int nv, int RI, int RC>
-void tile(const TileArgs& a, int64_t r0) {
+// [lo256(a) + hi256(a) | lo256(b) + hi256(b)]: the 8 lane sums of two weight rows.
+inline __m512i fold_pair(__m512i a, __m512i b) {
+  return _mm512_add_epi32(_mm512_shuffle_i64x2(a, b, 0x44), _mm512_shuffle_i64x2(a, b, 0xee));
+}
+
+// RI rows of x × two weight rows (r0, r1; r1 == r0 for a lone last row), over every block of
+// the panel. The two rows' float accumulators share a register (row r0 in the low half), so
+// each block's convert, scale products and FMAs serve both; lane for lane they are the float
+// steps of ggml_decode.h.
+template <bool kMins, int nv, int RI>
+void tile(const TileArgs& a, int64_t r0, int64_t r1) {
   constexpr bool kSigned = !kMins;  // ggml_decode.h: exactly the formats with mins are unsigned
   const __m512i zero = _mm512_setzero_si512();
-  __m256 f[RI][RC], mf[RI][RC];
-  UNROLL for (int i = 0; i < RI; ++i)
-    UNROLL for (int c = 0; c < RC; ++c) f[i][c] = mf[i][c] = _mm256_setzero_ps();
+  __m512 F[RI], MF[RI];
+  UNROLL for (int i = 0; i < RI; ++i) F[i] = MF[i] = _mm512_setzero_ps();
   // One 64-byte chunk: weights w[c], x at xoff in every row (only its first 32 bytes where
   // !full: a lone last 32-value block, not read past the row); sums into S.
-  auto chunk = [&](const __m512i (&w)[RC], const __m512i (&sc)[RC], int64_t xoff, bool full, __m512i (&S)[RI][RC])
+  auto chunk = [&](const __m512i (&w)[2], const __m512i (&sc)[2], int64_t xoff, bool full, __m512i (&S)[RI][2])
       __attribute__((always_inline)) {
-    __m512i wa[RC];
-    __mmask64 neg[RC];
-    UNROLL for (int c = 0; c < RC; ++c) {
+    __m512i wa[2];
+    __mmask64 neg[2];
+    UNROLL for (int c = 0; c < 2; ++c) {
       if constexpr (kSigned) neg[c] = _mm512_movepi8_mask(w[c]), wa[c] = _mm512_abs_epi8(w[c]);
       else wa[c] = w[c];
     }
     UNROLL for (int i = 0; i < RI; ++i) {
       const int8_t* xp = a.xq + i * a.K + xoff;
       const __m512i x = full ? load64(xp) : _mm512_maskz_loadu_epi8(0xffffffffull, xp);
-      UNROLL for (int c = 0; c < RC; ++c) {
+      UNROLL for (int c = 0; c < 2; ++c) {
         const __m512i xx = kSigned ? _mm512_mask_sub_epi8(x, neg[c], zero, x) : x;
         S[i][c] = _mm512_dpwssd_epi32(S[i][c], _mm512_maddubs_epi16(wa[c], xx), sc[c]);
       }
     }
   };
-  // The float steps of block kb for pair (i, c) from its 8 int32 lane sums.
-  auto finish = [&](int i, int c, const DecodedBlock& b, int64_t kb, __m256i s8) __attribute__((always_inline)) {
-    const float dx = a.xd[i * a.nblk + kb];
-    f[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s8), _mm256_set1_ps(dx * b.d), f[i][c]);
-    if constexpr (kMins) {
-      const int16_t* xs = a.xs + i * (a.K / 16) + kb * nv / 16;
-      if constexpr (nv == 256) {
-        const __m256i M = _mm256_madd_epi16(load32(b.mi), load32(xs));
-        mf[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), _mm256_set1_ps(dx * b.dmin), mf[i][c]);
-      } else {
-        const __m256i M = _mm256_setr_epi32(int32_t(b.mi[0]) * xs[0] + int32_t(b.mi[1]) * xs[1], 0, 0, 0, 0, 0, 0, 0);
-        mf[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), min_scale32(dx * b.dmin), mf[i][c]);
-      }
-    }
-  };
-  const DecodedBlock* rows[RC];
-  UNROLL for (int c = 0; c < RC; ++c) rows[c] = a.dec + (r0 + c) * a.nblk;
+  const DecodedBlock* rows[2] = {a.dec + r0 * a.nblk, a.dec + r1 * a.nblk};
   if constexpr (nv == 256) {
     const __m512i idx[4] = {scale_index(0), scale_index(1), scale_index(2), scale_index(3)};
     for (int64_t kb = 0; kb < a.nblk; ++kb) {
-      __m512i S[RI][RC];
-      UNROLL for (int i = 0; i < RI; ++i)
-        UNROLL for (int c = 0; c < RC; ++c) S[i][c] = zero;
+      const DecodedBlock &b0 = rows[0][kb], &b1 = rows[1][kb];
+      __m512i S[RI][2];
+      UNROLL for (int i = 0; i < RI; ++i) S[i][0] = S[i][1] = zero;
       UNROLL for (int h = 0; h < 4; ++h) {
-        __m512i w[RC], sc[RC];
-        UNROLL for (int c = 0; c < RC; ++c) {
-          const DecodedBlock& b = rows[c][kb];
-          w[c] = load64(b.q + 64 * h);
-          sc[c] = _mm512_permutexvar_epi16(idx[h], _mm512_castsi256_si512(load32(b.sc)));
-        }
+        const __m512i w[2] = {load64(b0.q + 64 * h), load64(b1.q + 64 * h)};
+        const __m512i sc[2] = {_mm512_permutexvar_epi16(idx[h], _mm512_castsi256_si512(load32(b0.sc))),
+                               _mm512_permutexvar_epi16(idx[h], _mm512_castsi256_si512(load32(b1.sc)))};
         chunk(w, sc, kb * 256 + 64 * h, true, S);
       }
-      UNROLL for (int i = 0; i < RI; ++i)
-        UNROLL for (int c = 0; c < RC; ++c)
-          finish(i, c, rows[c][kb], kb,
-                 _mm256_add_epi32(_mm512_castsi512_si256(S[i][c]), _mm512_extracti64x4_epi64(S[i][c], 1)));
+      const __m512 D = pair_ps(b0.d, b1.d);
+      UNROLL for (int i = 0; i < RI; ++i) {
+        const __m512 dx = _mm512_set1_ps(a.xd[i * a.nblk + kb]);
+        F[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(fold_pair(S[i][0], S[i][1])), _mm512_mul_ps(dx, D), F[i]);
+        if constexpr (kMins) {
+          const __m512i mi = _mm512_inserti64x4(_mm512_castsi256_si512(load32(b0.mi)), load32(b1.mi), 1);
+          const __m512i xs = _mm512_broadcast_i64x4(load32(a.xs + i * (a.K / 16) + kb * 16));
+          MF[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(mi, xs)), _mm512_mul_ps(dx, pair_ps(b0.dmin, b1.dmin)),
+                                  MF[i]);
+        }
+      }
     }
   } else {
     // 32-value blocks have sc = 1 (ggml_decode.h): blocks kb and kb + 1 share a register.
-    const __m512i one = _mm512_set1_epi16(1);
-    __m512i sc[RC];
-    UNROLL for (int c = 0; c < RC; ++c) sc[c] = one;
+    const __m512i sc[2] = {_mm512_set1_epi16(1), _mm512_set1_epi16(1)};
     for (int64_t kb = 0; kb < a.nblk; kb += 2) {
       const bool pair = kb + 1 < a.nblk;
-      __m512i S[RI][RC], w[RC];
-      UNROLL for (int i = 0; i < RI; ++i)
-        UNROLL for (int c = 0; c < RC; ++c) S[i][c] = zero;
-      UNROLL for (int c = 0; c < RC; ++c) {
+      __m512i S[RI][2], w[2];
+      UNROLL for (int i = 0; i < RI; ++i) S[i][0] = S[i][1] = zero;
+      UNROLL for (int c = 0; c < 2; ++c) {
         const __m512i lo = _mm512_zextsi256_si512(load32(rows[c][kb].q));
         w[c] = pair ? _mm512_inserti64x4(lo, load32(rows[c][kb + 1].q), 1) : lo;
       }
       chunk(w, sc, kb * 32, pair, S);
-      UNROLL for (int i = 0; i < RI; ++i)
-        UNROLL for (int c = 0; c < RC; ++c) {
-          finish(i, c, rows[c][kb], kb, _mm512_castsi512_si256(S[i][c]));
-          if (pair) finish(i, c, rows[c][kb + 1], kb + 1, _mm512_extracti64x4_epi64(S[i][c], 1));
+      // Block kb from the registers' low halves, then kb + 1 from their high halves.
+      for (int u = 0; u < 1 + int(pair); ++u) {
+        const DecodedBlock &b0 = rows[0][kb + u], &b1 = rows[1][kb + u];
+        const __m512 D = pair_ps(b0.d, b1.d);
+        UNROLL for (int i = 0; i < RI; ++i) {
+          const float dxs = a.xd[i * a.nblk + kb + u];
+          const __m512i s = u == 0 ? _mm512_shuffle_i64x2(S[i][0], S[i][1], 0x44)
+                                   : _mm512_shuffle_i64x2(S[i][0], S[i][1], 0xee);
+          F[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(_mm512_set1_ps(dxs), D), F[i]);
+          if constexpr (kMins) {  // lane 0 of each row only; the other lanes' factor stays exactly 0
+            const int16_t* xs = a.xs + i * (a.K / 16) + (kb + u) * 2;
+            const int32_t m0 = int32_t(b0.mi[0]) * xs[0] + int32_t(b0.mi[1]) * xs[1];
+            const int32_t m1 = int32_t(b1.mi[0]) * xs[0] + int32_t(b1.mi[1]) * xs[1];
+            const __m512i M = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(0x0001, m0), 0x0100, m1);
+            const __m512 sm = _mm512_maskz_mul_ps(0x0101, _mm512_set1_ps(dxs), pair_ps(b0.dmin, b1.dmin));
+            MF[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(M), sm, MF[i]);
+          }
         }
+      }
     }
   }
-  UNROLL for (int i = 0; i < RI; ++i)
-    UNROLL for (int c = 0; c < RC; ++c)
-      a.y[i * a.ldy + r0 + c] = kMins ? simd::hsum(f[i][c]) - simd::hsum(mf[i][c]) : simd::hsum(f[i][c]);
+  UNROLL for (int i = 0; i < RI; ++i) {
+    const __m256 f0 = _mm512_castps512_ps256(F[i]), m0 = _mm512_castps512_ps256(MF[i]);
+    a.y[i * a.ldy + r0] = kMins ? simd::hsum(f0) - simd::hsum(m0) : simd::hsum(f0);
+    if (r1 != r0) {
+      const __m256 f1 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(F[i]), 1));
+      const __m256 m1 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(MF[i]), 1));
+      a.y[i * a.ldy + r1] = kMins ? simd::hsum(f1) - simd::hsum(m1) : simd::hsum(f1);
+    }
+  }
 }
+
+// Tile shape: 4 × 2 measured fastest (against 6 × 2, 4 × 3, 3 × 3) at N = 1408, K = 2048, m = 512.
+constexpr int kRI = 4;
 
 template <DType t>
 void run(const Job& job, int64_t n0, int64_t n1) {
@@ -163,12 +179,13 @@ void run(const Job& job, int64_t n0, int64_t n1) {
     const int64_t pn = std::min(panel, n1 - p0);
     for (int64_t r = 0; r < pn; ++r) decode_blocks_avx2(t, data + size_t(p0 + r) * rb, nblk, &dec[size_t(r * nblk)]);
     for (int64_t i0 = 0; i0 < m;) {
-      const int64_t ri = m - i0 >= 4 ? 4 : 1;
+      const int64_t ri = m - i0 >= kRI ? kRI : 1;
       const TileArgs a{dec.data(), nblk, job.qa.q + i0 * K, job.qa.d + i0 * nblk, job.qa.g16 + i0 * (K / 16), K,
                        job.y + i0 * N + p0, N};
-      int64_t r = 0;
-      for (; r + 2 <= pn; r += 2) ri == 4 ? tile<kMins, nv, 4, 2>(a, r) : tile<kMins, nv, 1, 2>(a, r);
-      if (r < pn) ri == 4 ? tile<kMins, nv, 4, 1>(a, r) : tile<kMins, nv, 1, 1>(a, r);
+      for (int64_t r = 0; r < pn; r += 2) {
+        const int64_t r1 = std::min(r + 1, pn - 1);
+        ri == kRI ? tile<kMins, nv, kRI>(a, r, r1) : tile<kMins, nv, 1>(a, r, r1);
+      }
       i0 += ri;
     }
   }
