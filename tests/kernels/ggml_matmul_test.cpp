@@ -164,6 +164,30 @@ TEST(GgmlMatmul, AgreesWithADoubleDotOfGgmlsValues) {
   }
 }
 
+TEST(GgmlMatmul, Avx2ActivationQuantizerEqualsScalar) {
+  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2";
+  const int64_t K = 1024;
+  auto x = testing::random_floats(size_t(K), 9);
+  for (int64_t k = 0; k < 256; ++k) x[size_t(k)] = 0.0f;  // an all-zero block (d = 0)
+  // Ties: amax 127 gives id = 1, so halves must round to even in both.
+  for (int64_t k = 256; k < 288; ++k) x[size_t(k)] = float(k - 256) - 15.5f;
+  x[287] = 127.0f;
+  for (int64_t k = 512; k < 768; ++k) x[size_t(k)] *= 1e-30f;  // tiny scales
+  for (int nv : {32, 256}) {
+    const auto n = static_cast<size_t>(K);
+    std::vector<int8_t> qs(n), qv(n);
+    std::vector<float> ds(n / size_t(nv)), dv(n / size_t(nv));
+    std::vector<int16_t> ss(n / 16), sv(n / 16);
+    detail::quantize_acts_ggml(x.data(), K, nv, qs.data(), ds.data(), ss.data());
+    detail::quantize_acts_ggml_avx2(x.data(), K, nv, qv.data(), dv.data(), sv.data());
+    EXPECT_EQ(qs, qv) << "nv=" << nv;
+    EXPECT_EQ(std::memcmp(ds.data(), dv.data(), ds.size() * 4), 0) << "nv=" << nv;
+    EXPECT_EQ(ss, sv) << "nv=" << nv;
+    EXPECT_EQ(qs[256], int8_t(-16)) << "nv=" << nv;  // -15.5 and -14.5 tie to even
+    EXPECT_EQ(qs[257], int8_t(-14)) << "nv=" << nv;
+  }
+}
+
 TEST(GgmlMatmul, DequantizeRowIsGgmls) {
   for (const char* name : kTypes) {
     SCOPED_TRACE(name);

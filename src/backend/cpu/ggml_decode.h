@@ -46,6 +46,8 @@ void decode_scales(DType t, const uint8_t* blk, DecodedBlock& out);
 // Quantizes one activation row of K values to blocks of `nv` (32 or 256): q[K], d[K/nv] and
 // s16[K/16] = Σq per 16 values. The one quantizer of every GGML kernel.
 void quantize_acts_ggml(const float* x, int64_t K, int nv, int8_t* q, float* d, int16_t* s16);
+// The same bytes with AVX2 (ggml_avx2.cpp).
+void quantize_acts_ggml_avx2(const float* x, int64_t K, int nv, int8_t* q, float* d, int16_t* s16);
 
 // Decodes nblk consecutive blocks of one row with the AVX2 decoders (ggml_avx2.cpp), bit for
 // bit decode_block_scalar's output; the AVX-512 kernel builds its panels with it.

@@ -290,8 +290,8 @@ void quantize_part(const Section& s, int t) {
       int32_t* c = job.qa.ncorr ? const_cast<int32_t*>(job.qa.ncorr) + i * nb : nullptr;
       if (job.qa.g16) {  // GGML formats: blocks of the weight format, one quantizer for every kernel
         const int nv = dtype_block_values(job.w->dtype);
-        detail::quantize_acts_ggml(job.x + i * K, K, nv, q, const_cast<float*>(job.qa.d) + i * (K / nv),
-                                   const_cast<int16_t*>(job.qa.g16) + i * (K / 16));
+        (s.simd ? detail::quantize_acts_ggml_avx2 : detail::quantize_acts_ggml)(
+            job.x + i * K, K, nv, q, const_cast<float*>(job.qa.d) + i * (K / nv), const_cast<int16_t*>(job.qa.g16) + i * (K / 16));
         continue;
       }
       s.quant_row(job.x + i * K, K, q, d, c);  // c: Σq per block, then -offset·Σq
