@@ -34,7 +34,7 @@ void add_bench(CLI::App& app) {
   sub->add_option("-n,--decode", a->b.decode_tokens, "decoded tokens")->check(at_least(1));
   sub->add_flag("--decode-after-prompt", a->b.decode_after_prompt,
                 "decode with the prompt as context (default: from an empty context, like llama-bench)");
-  sub->add_option("--warmup", a->b.warmup_tokens, "untimed warm-up prompt tokens")->check(at_least(0));
+  sub->add_option("--warmup", a->b.warmup_tokens, "untimed warm-up prompt tokens (default: the whole prompt, as llama-bench warms up)")->check(at_least(0));
   sub->add_option("-r,--reps", a->b.reps, "timed repetitions (median reported)")->check(at_least(1));
   sub->add_option("-b,--batch", a->b.batch, "sequences decoding together, one slot each (decode tok/s sums them)")
       ->check(at_least(1));

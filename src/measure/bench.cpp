@@ -163,8 +163,8 @@ BenchResult run_bench(Model& model, const BenchOpts& o) {
   if (o.draft > 0 && !br.runner.enable_speculation(o.draft))
     fail("speculative decoding needs a model with a multi-token prediction (MTP) module");
 
-  if (o.warmup_tokens > 0) {
-    const int64_t w = std::min(o.warmup_tokens, o.prompt_tokens);
+  if (o.warmup_tokens != 0) {
+    const int64_t w = o.warmup_tokens < 0 ? o.prompt_tokens : std::min(o.warmup_tokens, o.prompt_tokens);
     br.prefill(prompt, w);
     br.decode(prompt, prompt[0], w, std::min<int64_t>(4, o.decode_tokens), {});
   }

@@ -15,7 +15,9 @@ struct BenchOpts {
   int64_t prompt_tokens = 512;   // prefill: one forward over this many tokens
   int64_t decode_tokens = 128;   // decode: this many single-token forwards
   bool decode_after_prompt = false;  // decode after the prompt (context p..p+n), not from empty
-  int64_t warmup_tokens = 32;    // untimed prefill + decode first (pages weights in, warms caches)
+  // Untimed prefill + decode first (pages weights in, grows the activation buffers, warms
+  // caches); -1: the whole prompt, as llama-bench's warm-up run.
+  int64_t warmup_tokens = -1;
   int reps = 1;                  // timed repetitions; the median is reported
   bool measure_bandwidth = true;
   size_t bandwidth_bytes = size_t(1) << 30;  // probe buffer, well above the last-level cache
