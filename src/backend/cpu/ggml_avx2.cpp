@@ -231,9 +231,46 @@ inline void q6k_quants(const uint8_t* b, int h, __m256i q[4]) {
   }
 }
 
+// The per-16 scales and mins of the K-quants with 16-byte vector ops, the same integers as
+// decode_scales_with, which spends a scalar store on each (the panels' decode is otherwise
+// dominated by them); false for the other formats.
+[[gnu::always_inline]] inline bool decode_scales_vec(DType t, const uint8_t* b, DecodedBlock& o) {
+  auto f16 = [](const uint8_t* p) { return _cvtsh_ss(u16(p)); };
+  auto widen_u8 = [](__m128i v) { return _mm256_cvtepu8_epi16(v); };
+  // Eight bytes, each as two equal int16 (a scale per 32 values, stored per 16).
+  auto twice = [](uint64_t bytes) {
+    const __m128i v = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(bytes)));
+    return _mm256_set_m128i(_mm_unpackhi_epi16(v, v), _mm_unpacklo_epi16(v, v));
+  };
+  switch (t) {
+    case DType::Q4_K: case DType::Q5_K: {
+      o.d = f16(b), o.dmin = f16(b + 2);
+      const K4Scales k = k4_scales(b + 4);
+      store32(o.sc, twice(uint64_t(k.s[0]) | uint64_t(k.s[1]) << 32));
+      store32(o.mi, twice(uint64_t(k.m[0]) | uint64_t(k.m[1]) << 32));
+      return true;
+    }
+    case DType::Q6_K: {
+      o.d = o.dmin = f16(b + 208);
+      const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192)));
+      store32(o.sc, sc);
+      store32(o.mi, _mm256_slli_epi16(sc, 5));  // 32·sc
+      return true;
+    }
+    case DType::Q2_K: {
+      o.d = f16(b + 80), o.dmin = f16(b + 82);
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b)), m = _mm_set1_epi8(0x0f);
+      store32(o.sc, widen_u8(_mm_and_si128(v, m)));
+      store32(o.mi, widen_u8(_mm_and_si128(_mm_srli_epi16(v, 4), m)));
+      return true;
+    }
+    default: return false;
+  }
+}
+
 [[gnu::always_inline]] inline void decode_block(DType t, const uint8_t* b, DecodedBlock& blk) {
   if (!decode_quants(t, b, blk.q)) return decode_block_scalar(t, b, blk);
-  decode_scales_with(t, b, blk, [](const uint8_t* p) { return _cvtsh_ss(u16(p)); });
+  if (!decode_scales_vec(t, b, blk)) decode_scales_with(t, b, blk, [](const uint8_t* p) { return _cvtsh_ss(u16(p)); });
 }
 
 // Formats whose scales come per 32 values (both halves of a group share one).
