@@ -178,11 +178,18 @@ void run(const Job& job, int64_t n0, int64_t n1) {
   for (int64_t p0 = n0; p0 < n1; p0 += panel) {
     const int64_t pn = std::min(panel, n1 - p0);
     for (int64_t r = 0; r < pn; ++r) decode_blocks_avx2(t, data + size_t(p0 + r) * rb, nblk, &dec[size_t(r * nblk)]);
+    // The next panel's bytes are fetched while this one runs, a few lines before each tile
+    // (its decode waited on DRAM otherwise; a burst of prefetches stalls on miss buffers).
+    size_t pf = size_t(p0 + pn) * rb;
+    const size_t pf_end = size_t(std::min(n1, p0 + pn + panel)) * rb;
+    const size_t pf_step = std::max<size_t>(64, (pf_end - pf) / size_t(std::max<int64_t>(1, (m + kRI - 1) / kRI * ((pn + 1) / 2))) / 64 * 64 + 64);
     for (int64_t i0 = 0; i0 < m;) {
       const int64_t ri = m - i0 >= kRI ? kRI : 1;
       const TileArgs a{dec.data(), nblk, job.qa.q + i0 * K, job.qa.d + i0 * nblk, job.qa.g16 + i0 * (K / 16), K,
                        job.y + i0 * N + p0, N};
       for (int64_t r = 0; r < pn; r += 2) {
+        for (const size_t e = std::min(pf + pf_step, pf_end); pf < e; pf += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(data + pf), _MM_HINT_T0);
         const int64_t r1 = std::min(r + 1, pn - 1);
         ri == kRI ? tile<kMins, nv, kRI>(a, r, r1) : tile<kMins, nv, 1>(a, r, r1);
       }
