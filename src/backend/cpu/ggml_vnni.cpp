@@ -24,6 +24,9 @@
 #define UNROLL _Pragma("GCC unroll 16")
 
 FATHOM_VNNI_BEGIN
+// Internal linkage: compiled here for AVX-512, as in ggml_avx2.cpp for AVX2.
+#include "backend/cpu/ggml_scales.h"
+
 namespace fathom::cpu::detail {
 namespace {
 
@@ -48,6 +51,89 @@ inline __m512i scale_index(int h) {
   alignas(64) int16_t idx[32];
   for (int l = 0; l < 32; ++l) idx[l] = int16_t(4 * h + l / 8);
   return _mm512_load_si512(idx);
+}
+
+// Decode (one row of x): Q4_K, Q5_K and Q6_K dot straight from the block bytes, 64 values per
+// register, with the integers and FMAs of ggml_decode.h (as AVX2's fused kernels). The other
+// formats run AVX2's decode kernels.
+inline __m512i bcast32(const uint8_t* p) { return _mm512_broadcast_i64x4(load32(p)); }
+// int16 lanes 0..15 = lo, 16..31 = hi (shift counts, scale indices).
+inline __m512i halves16(int lo, int hi) {
+  return _mm512_inserti64x4(_mm512_set1_epi16(int16_t(lo)), _mm256_set1_epi16(int16_t(hi)), 1);
+}
+inline __m256i fold(__m512i v) { return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1)); }
+inline float f16(const uint8_t* p) { return _cvtsh_ss(u16(p)); }
+
+// Q4_K / Q5_K: 32-byte group p holds sub-blocks 2p (low nibbles) and 2p + 1 (high), which
+// meet x[64p, 64p + 64) as one register: the group broadcast to both halves, the high half
+// shifted by 4.
+template <bool kQ5>
+inline void row_q45k(const uint8_t* b, const int8_t* xq, float dx, const int16_t* xs, __m256& f, __m256& mf) {
+  const K4Scales k = k4_scales(b + 4);
+  const __m512i sc8 = _mm512_castsi128_si512(
+      _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(uint64_t(k.s[0]) | uint64_t(k.s[1]) << 32))));
+  const __m512i m4 = _mm512_set1_epi8(0x0f), nib = halves16(0, 4);
+  __m512i S = _mm512_setzero_si512();
+  UNROLL for (int p = 0; p < 4; ++p) {
+    __m512i q = _mm512_and_si512(_mm512_srlv_epi16(bcast32(b + (kQ5 ? 48 : 16) + 32 * p), nib), m4);
+    if constexpr (kQ5) {  // fifth bit of sub-block s: bit s of each qh byte
+      const __m512i hb = _mm512_srlv_epi16(bcast32(b + 16), halves16(2 * p, 2 * p + 1));
+      q = _mm512_or_si512(q, _mm512_slli_epi16(_mm512_and_si512(hb, _mm512_set1_epi8(1)), 4));
+    }
+    const __m512i sc = _mm512_permutexvar_epi16(halves16(2 * p, 2 * p + 1), sc8);
+    S = _mm512_dpwssd_epi32(S, _mm512_maddubs_epi16(q, load64(xq + 64 * p)), sc);
+  }
+  f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fold(S)), _mm256_set1_ps(dx * f16(b)), f);
+  const __m256i m32 = _mm256_cvtepu16_epi32(
+      _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(uint64_t(k.m[0]) | uint64_t(k.m[1]) << 32))));
+  const __m256i mdup = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));  // mi[2j] = mi[2j+1] = m[j]
+  const __m256i M = _mm256_madd_epi16(mdup, load32(xs));
+  mf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), _mm256_set1_ps(dx * f16(b + 2)), mf);
+}
+
+// Q6_K: half h's 64 low-nibble bytes give values [0, 64) (low nibbles) and [64, 128) (high),
+// its 32 qh bytes their top two bits (bits 0-1 and 2-3 below, 4-5 and 6-7 above).
+inline void row_q6k(const uint8_t* b, const int8_t* xq, float dx, const int16_t* xs, __m256& f, __m256& mf) {
+  const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192)));
+  const __m512i sc = _mm512_castsi256_si512(sc16);
+  const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+  __m512i S = _mm512_setzero_si512();
+  UNROLL for (int h = 0; h < 2; ++h) {
+    const __m512i L = load64(b + 64 * h), H = bcast32(b + 128 + 32 * h);
+    const __m512i A = _mm512_or_si512(_mm512_and_si512(L, m4), _mm512_and_si512(_mm512_sllv_epi16(H, halves16(4, 2)), m30));
+    const __m512i B = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
+                                      _mm512_and_si512(_mm512_srlv_epi16(H, halves16(0, 2)), m30));
+    S = _mm512_dpwssd_epi32(S, _mm512_maddubs_epi16(A, load64(xq + 128 * h)),
+                            _mm512_permutexvar_epi16(scale_index(2 * h), sc));
+    S = _mm512_dpwssd_epi32(S, _mm512_maddubs_epi16(B, load64(xq + 128 * h + 64)),
+                            _mm512_permutexvar_epi16(scale_index(2 * h + 1), sc));
+  }
+  const __m256 dd = _mm256_set1_ps(dx * f16(b + 208));
+  f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fold(S)), dd, f);
+  mf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_slli_epi16(sc16, 5), load32(xs))), dd, mf);
+}
+
+template <DType t>
+constexpr bool has_row512 = t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K;
+
+template <DType t>
+void run_rows(const Job& job, int64_t n0, int64_t n1) {
+  constexpr size_t bb = ggml_block(t)->bytes;
+  const int64_t nblk = job.w->cols / 256;
+  const size_t rb = bb * size_t(nblk);
+  const auto* data = static_cast<const uint8_t*>(job.w->data);
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* row = data + size_t(n) * rb;
+    __m256 f = _mm256_setzero_ps(), mf = _mm256_setzero_ps();
+    for (int64_t kb = 0; kb < nblk; ++kb) {
+      const uint8_t* b = row + size_t(kb) * bb;
+      const int8_t* xq = job.qa.q + kb * 256;
+      const int16_t* xs = job.qa.g16 + kb * 16;
+      if constexpr (t == DType::Q6_K) row_q6k(b, xq, job.qa.d[kb], xs, f, mf);
+      else row_q45k<t == DType::Q5_K>(b, xq, job.qa.d[kb], xs, f, mf);
+    }
+    job.y[n] = simd::hsum(f) - simd::hsum(mf);
+  }
 }
 
 inline __m512 pair_ps(float lo, float hi) {
@@ -163,7 +249,10 @@ constexpr int kRI = 4;
 
 template <DType t>
 void run(const Job& job, int64_t n0, int64_t n1) {
-  if (job.m == 1) return run_cols_ggml_avx2(job, n0, n1);
+  if (job.m == 1) {
+    if constexpr (has_row512<t>) return run_rows<t>(job, n0, n1);
+    else return run_cols_ggml_avx2(job, n0, n1);
+  }
   constexpr bool kMins = ggml_mins(t);
   constexpr int nv = ggml_block(t)->values;
   constexpr size_t bb = ggml_block(t)->bytes;
