@@ -1,7 +1,7 @@
 // libFuzzer target: the GGML block kernels on arbitrary block bytes. Byte 0 picks the format,
-// byte 1 the rows of x (1..8); the rest fills whole rows of two blocks each. The scalar and
-// the AVX2 kernel must agree bit for bit (NaN with NaN), and the row dequantizer must not
-// fault, whatever the bytes (grid indices, scales, f16 fields) say.
+// byte 1 the rows of x (1..8); the rest fills whole rows of two blocks each. The scalar, AVX2
+// and AVX-512 VNNI kernels must agree bit for bit (NaN with NaN), and the row dequantizer must
+// not fault, whatever the bytes (grid indices, scales, f16 fields) say.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -40,8 +40,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static ThreadPool pool(1);
   std::vector<float> ys(size_t(m * N)), yv(size_t(m * N));
   cpu::matmul(v, x.data(), m, ys.data(), pool, {cpu::Isa::Scalar});
-  if (cpu::cpu_has_avx2()) {
-    cpu::matmul(v, x.data(), m, yv.data(), pool, {cpu::Isa::Avx2});
+  for (cpu::Isa isa : {cpu::Isa::Avx2, cpu::Isa::Avx512}) {
+    if (isa == cpu::Isa::Avx2 ? !cpu::cpu_has_avx2() : !cpu::cpu_has_avx512_vnni()) continue;
+    cpu::matmul(v, x.data(), m, yv.data(), pool, {isa});
     for (size_t i = 0; i < ys.size(); ++i)
       if (!same(ys[i], yv[i])) __builtin_trap();
   }
