@@ -289,6 +289,9 @@ void ggml_gemm_shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK_CAPTURE(BM_Gemv, q4_k, Fmt{DType::Q4_K})->Apply(ggml_gemv_shapes);
 BENCHMARK_CAPTURE(BM_Gemv, q6_k, Fmt{DType::Q6_K})->Apply(ggml_gemv_shapes);
 BENCHMARK_CAPTURE(BM_Gemv, iq2_xxs, Fmt{DType::IQ2_XXS})->Apply(ggml_gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemv, q2_k, Fmt{DType::Q2_K})->Apply(ggml_gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemv, q3_k, Fmt{DType::Q3_K})->Apply(ggml_gemv_shapes);
+BENCHMARK_CAPTURE(BM_Gemv, iq4_xs, Fmt{DType::IQ4_XS})->Apply(ggml_gemv_shapes);
 BENCHMARK_CAPTURE(BM_Gemv, q5_0, Fmt{DType::Q5_0})->Args({2048, 1408})->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_Gemv, iq4_nl, Fmt{DType::IQ4_NL})->Args({2048, 1408})->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_Gemm, q4_k, Fmt{DType::Q4_K})->Apply(ggml_gemm_shapes);

@@ -264,6 +264,26 @@ inline void q6k_quants(const uint8_t* b, int h, __m256i q[4]) {
       store32(o.mi, widen_u8(_mm_and_si128(_mm_srli_epi16(v, 4), m)));
       return true;
     }
+    case DType::Q3_K: {  // q3k_scale for all 16: low 4 bits from 8 bytes, top 2 from 4 more
+      o.d = f16(b + 108);
+      const __m128i a = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 96)), m = _mm_set1_epi8(0x0f);
+      const __m128i lo = _mm_unpacklo_epi64(_mm_and_si128(a, m), _mm_and_si128(_mm_srli_epi16(a, 4), m));
+      // Byte j: bits 2·(j/4), +1 of byte 8 + j%4.
+      const __m128i hi = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(int(u32(b + 104))), _mm_setr_epi32(0, 2, 4, 6)),
+                                       _mm_set1_epi8(3));
+      const __m128i v = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
+      store32(o.sc, _mm256_cvtepi8_epi16(v));
+      return true;
+    }
+    case DType::IQ4_XS: {
+      o.d = f16(b);
+      const uint16_t h = u16(b + 2);
+      uint64_t v = 0;
+      for (int j = 0; j < 8; ++j)
+        v |= uint64_t(((b[4 + j / 2] >> (4 * (j % 2))) & 0xf) | (((h >> (2 * j)) & 3) << 4)) << (8 * j);
+      store32(o.sc, _mm256_sub_epi16(twice(v), _mm256_set1_epi16(32)));
+      return true;
+    }
     default: return false;
   }
 }
