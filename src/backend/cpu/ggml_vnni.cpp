@@ -16,6 +16,7 @@
 
 #include "backend/cpu/ggml_decode.h"
 #include "backend/cpu/kernels.h"
+#include "io/ggml_iq_grids.h"
 
 #include "backend/cpu/simd_vnni.h"
 
@@ -113,8 +114,33 @@ inline void row_q6k(const uint8_t* b, const int8_t* xq, float dx, const int16_t*
   mf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_slli_epi16(sc16, 5), load32(xs))), dd, mf);
 }
 
+// IQ2_XXS: as AVX2's kernel (grid magnitudes into vpmaddubsw, the signs onto x), but each
+// sub-block's 32 sign bits (four 7-bit fields plus even parity, as signs_from7) are built in a
+// general register with pdep and negate x through a mask, where AVX2 spends four table loads
+// and their inserts on vector ports.
+inline void row_iq2xxs(const uint8_t* b, const int8_t* xq, float dx, __m256& f) {
+  using ggml::iq::kIq2xxsGrid;
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i S = zero;
+  UNROLL for (int j = 0; j < 8; ++j) {
+    const uint8_t* sub = b + 2 + 8 * j;
+    const uint32_t aux = u32(sub + 4);
+    const __m256i g = _mm256_setr_epi64x(int64_t(kIq2xxsGrid[sub[0]]), int64_t(kIq2xxsGrid[sub[1]]),
+                                         int64_t(kIq2xxsGrid[sub[2]]), int64_t(kIq2xxsGrid[sub[3]]));
+    uint32_t sg = _pdep_u32(aux, 0x7f7f7f7fu);  // byte k: field k
+    uint32_t par = sg ^ (sg >> 4);              // bit 0 of byte k: its parity (bit 7 is 0)
+    par ^= par >> 2;
+    par ^= par >> 1;
+    sg |= (par & 0x01010101u) << 7;
+    const __m256i x = load32(xq + 32 * j);
+    const __m256i p16 = _mm256_maddubs_epi16(g, _mm256_mask_sub_epi8(x, __mmask32(sg), zero, x));
+    S = _mm256_dpwssd_epi32(S, p16, _mm256_set1_epi16(int16_t(2 * (aux >> 28) + 1)));
+  }
+  f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), _mm256_set1_ps(dx * (f16(b) * 0.125f)), f);
+}
+
 template <DType t>
-constexpr bool has_row512 = t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K;
+constexpr bool has_row512 = t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K || t == DType::IQ2_XXS;
 
 template <DType t>
 void run_rows(const Job& job, int64_t n0, int64_t n1) {
@@ -130,9 +156,10 @@ void run_rows(const Job& job, int64_t n0, int64_t n1) {
       const int8_t* xq = job.qa.q + kb * 256;
       const int16_t* xs = job.qa.g16 + kb * 16;
       if constexpr (t == DType::Q6_K) row_q6k(b, xq, job.qa.d[kb], xs, f, mf);
+      else if constexpr (t == DType::IQ2_XXS) row_iq2xxs(b, xq, job.qa.d[kb], f);
       else row_q45k<t == DType::Q5_K>(b, xq, job.qa.d[kb], xs, f, mf);
     }
-    job.y[n] = simd::hsum(f) - simd::hsum(mf);
+    job.y[n] = ggml_mins(t) ? simd::hsum(f) - simd::hsum(mf) : simd::hsum(f);
   }
 }
 

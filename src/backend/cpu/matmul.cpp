@@ -152,8 +152,9 @@ bool cpu_has_avx512() {
 
 bool cpu_has_avx512_vnni() {
 #if defined(__x86_64__) || defined(__i386__)
+  // BMI2 (pdep) comes with every such CPU; the GGML kernels' target includes it.
   static const bool has = cpu_has_avx512() && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vnni");
+                          __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("bmi2");
   return has;
 #else
   return false;

@@ -12,11 +12,11 @@
 
 #if defined(__clang__)
 #define FATHOM_VNNI_BEGIN                                                                                    \
-  _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c\"))), \
+  _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,bmi2\"))), \
           apply_to = function)")
 #define FATHOM_VNNI_END _Pragma("clang attribute pop")
 #else
 #define FATHOM_VNNI_BEGIN \
-  _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c\")")
+  _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,bmi2\")")
 #define FATHOM_VNNI_END _Pragma("GCC pop_options")
 #endif
