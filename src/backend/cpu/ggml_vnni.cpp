@@ -1,5 +1,8 @@
 // AVX-512 VNNI kernel for GGML block formats, bit-identical to ggml_matmul_scalar.cpp (and
-// so to the AVX2 kernel). Prefill only: one row of x runs AVX2's fused decode kernels.
+// so to the AVX2 kernel).
+//   decode (one row of x): Q4_K, Q5_K, Q6_K and IQ2_XXS dot straight from the block bytes; the
+//     other formats run AVX2's decode kernels (as fast here as a panel, or faster);
+//   prefill (more rows): every format, over decoded panels, as below.
 //
 // A panel of weight rows is decoded once (the AVX2 decoders), then 4 × 2 register tiles (rows
 // of x × weight rows) run over it, 64 bytes at a time: vpmaddubsw gives the int16 pair sums
@@ -54,9 +57,8 @@ inline __m512i scale_index(int h) {
   return _mm512_load_si512(idx);
 }
 
-// Decode (one row of x): Q4_K, Q5_K and Q6_K dot straight from the block bytes, 64 values per
-// register, with the integers and FMAs of ggml_decode.h (as AVX2's fused kernels). The other
-// formats run AVX2's decode kernels.
+// Decode rows: the integers and FMAs of ggml_decode.h (as AVX2's fused kernels); the K-quants
+// take 64 values per register.
 inline __m512i bcast32(const uint8_t* p) { return _mm512_broadcast_i64x4(load32(p)); }
 // int16 lanes 0..15 = lo, 16..31 = hi (shift counts, scale indices).
 inline __m512i halves16(int lo, int hi) {
@@ -276,7 +278,7 @@ constexpr int kRI = 4;
 
 template <DType t>
 void run(const Job& job, int64_t n0, int64_t n1) {
-  if (job.m == 1) {  // the other formats' AVX2 decode kernels measured as fast as a panel here
+  if (job.m == 1) {
     if constexpr (has_row512<t>) return run_rows<t>(job, n0, n1);
     else return run_cols_ggml_avx2(job, n0, n1);
   }
@@ -298,7 +300,8 @@ void run(const Job& job, int64_t n0, int64_t n1) {
     // (its decode waited on DRAM otherwise; a burst of prefetches stalls on miss buffers).
     size_t pf = size_t(p0 + pn) * rb;
     const size_t pf_end = size_t(std::min(n1, p0 + pn + panel)) * rb;
-    const size_t pf_step = std::max<size_t>(64, (pf_end - pf) / size_t(std::max<int64_t>(1, (m + kRI - 1) / kRI * ((pn + 1) / 2))) / 64 * 64 + 64);
+    const int64_t tiles = (m + kRI - 1) / kRI * ((pn + 1) / 2);  // about: leftover rows of x go one by one
+    const size_t pf_step = (pf_end - pf) / size_t(tiles) / 64 * 64 + 64;          // whole lines, at least one
     for (int64_t i0 = 0; i0 < m;) {
       const int64_t ri = m - i0 >= kRI ? kRI : 1;
       const TileArgs a{dec.data(), nblk, job.qa.q + i0 * K, job.qa.d + i0 * nblk, job.qa.g16 + i0 * (K / 16), K,
