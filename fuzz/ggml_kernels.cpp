@@ -6,19 +6,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <vector>
 
 #include "backend/cpu/matmul.h"
 #include "core/thread_pool.h"
 
 namespace {
-
-constexpr fathom::DType kTypes[] = {
-    fathom::DType::Q4_1,   fathom::DType::Q5_0,    fathom::DType::Q5_1,  fathom::DType::IQ4_NL,
-    fathom::DType::Q2_K,   fathom::DType::Q3_K,    fathom::DType::Q4_K,  fathom::DType::Q5_K,
-    fathom::DType::Q6_K,   fathom::DType::IQ4_XS,  fathom::DType::IQ3_XXS, fathom::DType::IQ3_S,
-    fathom::DType::IQ2_XXS, fathom::DType::IQ2_XS, fathom::DType::IQ2_S, fathom::DType::IQ1_S,
-    fathom::DType::IQ1_M};
 
 bool same(float a, float b) { return (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, 4) == 0; }
 
@@ -27,7 +21,7 @@ bool same(float a, float b) { return (std::isnan(a) && std::isnan(b)) || std::me
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace fathom;
   if (size < 2) return 0;
-  const DType t = kTypes[data[0] % (sizeof kTypes / sizeof kTypes[0])];
+  const DType t = kGgmlBlocks[data[0] % std::size(kGgmlBlocks)].dtype;
   const int64_t m = 1 + data[1] % 8;
   const int64_t K = 2 * dtype_block_values(t);
   const size_t row = dtype_bytes(t, K);

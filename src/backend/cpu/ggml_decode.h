@@ -17,7 +17,9 @@
 //   y = hsum8(f) − hsum8(mf)   (mf only for formats with mins)
 // The scalar, AVX2 and AVX-512 kernels all compute exactly this, so they agree bit for bit.
 #include <cstdint>
+#include <iterator>
 #include <type_traits>
+#include <utility>
 
 #include "core/dtype.h"
 
@@ -53,22 +55,16 @@ void quantize_acts_ggml_avx2(const float* x, int64_t K, int nv, int8_t* q, float
 // bit decode_block_scalar's output; the AVX-512 kernel builds its panels with it.
 void decode_blocks_avx2(DType t, const uint8_t* row, int64_t nblk, DecodedBlock* out);
 
-// Calls f(std::integral_constant<DType, t>{}) for a GGML block format t, so that a kernel is
-// instantiated per format; `other` handles every other dtype.
+// Calls f(std::integral_constant<DType, t>{}) for a GGML block format t (core's kGgmlBlocks),
+// so that a kernel is instantiated per format; `other` handles every other dtype.
+template <class F, class G, size_t... I>
+void dispatch_ggml(DType t, F&& f, G&& other, std::index_sequence<I...>) {
+  const bool found = ((t == kGgmlBlocks[I].dtype && (f(std::integral_constant<DType, kGgmlBlocks[I].dtype>{}), true)) || ...);
+  if (!found) other();
+}
 template <class F, class G>
-decltype(auto) dispatch_ggml(DType t, F&& f, G&& other) {
-  using D = DType;
-#define FATHOM_GGML_CASE(x) \
-  case D::x: return f(std::integral_constant<D, D::x>{});
-  switch (t) {
-    FATHOM_GGML_CASE(Q4_1) FATHOM_GGML_CASE(Q5_0) FATHOM_GGML_CASE(Q5_1) FATHOM_GGML_CASE(IQ4_NL)
-    FATHOM_GGML_CASE(Q2_K) FATHOM_GGML_CASE(Q3_K) FATHOM_GGML_CASE(Q4_K) FATHOM_GGML_CASE(Q5_K)
-    FATHOM_GGML_CASE(Q6_K) FATHOM_GGML_CASE(IQ4_XS) FATHOM_GGML_CASE(IQ3_XXS) FATHOM_GGML_CASE(IQ3_S)
-    FATHOM_GGML_CASE(IQ2_XXS) FATHOM_GGML_CASE(IQ2_XS) FATHOM_GGML_CASE(IQ2_S) FATHOM_GGML_CASE(IQ1_S)
-    FATHOM_GGML_CASE(IQ1_M)
-    default: return other();
-  }
-#undef FATHOM_GGML_CASE
+void dispatch_ggml(DType t, F&& f, G&& other) {
+  dispatch_ggml(t, f, other, std::make_index_sequence<std::size(kGgmlBlocks)>{});
 }
 
 }  // namespace fathom::cpu::detail
