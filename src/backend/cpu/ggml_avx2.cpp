@@ -234,14 +234,15 @@ inline void q6k_quants(const uint8_t* b, int h, __m256i q[4]) {
 // The per-16 scales and mins of the K-quants with 16-byte vector ops, the same integers as
 // decode_scales_with, which spends a scalar store on each (the panels' decode is otherwise
 // dominated by them); false for the other formats.
+inline float f16(const uint8_t* p) { return _cvtsh_ss(u16(p)); }
+
+// Eight bytes, each as two equal int16 (a scale per 32 values, stored per 16).
+inline __m256i twice(uint64_t bytes) {
+  const __m128i v = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(bytes)));
+  return _mm256_set_m128i(_mm_unpackhi_epi16(v, v), _mm_unpacklo_epi16(v, v));
+}
+
 [[gnu::always_inline]] inline bool decode_scales_vec(DType t, const uint8_t* b, DecodedBlock& o) {
-  auto f16 = [](const uint8_t* p) { return _cvtsh_ss(u16(p)); };
-  auto widen_u8 = [](__m128i v) { return _mm256_cvtepu8_epi16(v); };
-  // Eight bytes, each as two equal int16 (a scale per 32 values, stored per 16).
-  auto twice = [](uint64_t bytes) {
-    const __m128i v = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(bytes)));
-    return _mm256_set_m128i(_mm_unpackhi_epi16(v, v), _mm_unpacklo_epi16(v, v));
-  };
   switch (t) {
     case DType::Q4_K: case DType::Q5_K: {
       o.d = f16(b), o.dmin = f16(b + 2);
@@ -260,8 +261,8 @@ inline void q6k_quants(const uint8_t* b, int h, __m256i q[4]) {
     case DType::Q2_K: {
       o.d = f16(b + 80), o.dmin = f16(b + 82);
       const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b)), m = _mm_set1_epi8(0x0f);
-      store32(o.sc, widen_u8(_mm_and_si128(v, m)));
-      store32(o.mi, widen_u8(_mm_and_si128(_mm_srli_epi16(v, 4), m)));
+      store32(o.sc, _mm256_cvtepu8_epi16(_mm_and_si128(v, m)));
+      store32(o.mi, _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), m)));
       return true;
     }
     case DType::Q3_K: {  // q3k_scale for all 16: low 4 bits from 8 bytes, top 2 from 4 more
@@ -290,7 +291,7 @@ inline void q6k_quants(const uint8_t* b, int h, __m256i q[4]) {
 
 [[gnu::always_inline]] inline void decode_block(DType t, const uint8_t* b, DecodedBlock& blk) {
   if (!decode_quants(t, b, blk.q)) return decode_block_scalar(t, b, blk);
-  if (!decode_scales_vec(t, b, blk)) decode_scales_with(t, b, blk, [](const uint8_t* p) { return _cvtsh_ss(u16(p)); });
+  if (!decode_scales_vec(t, b, blk)) decode_scales_with(t, b, blk, f16);
 }
 
 // Formats whose scales come per 32 values (both halves of a group share one).
@@ -397,9 +398,9 @@ inline void superblock_q45k(const uint8_t* b, const int8_t* xq, float dx, const 
     S = _mm256_add_epi32(S, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc16, c0)));
     S = _mm256_add_epi32(S, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc16, c1)));
   }
-  f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), _mm256_set1_ps(dx * _cvtsh_ss(u16(b))), f);
+  f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), _mm256_set1_ps(dx * f16(b)), f);
   const __m256i M = _mm256_madd_epi16(mdup, load32(xs));
-  mf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), _mm256_set1_ps(dx * _cvtsh_ss(u16(b + 2))), mf);
+  mf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), _mm256_set1_ps(dx * f16(b + 2)), mf);
 }
 
 // Q6_K: 16 sub-blocks of 16 with int8 scales; unsigned 6-bit quants, the −32 as a min.
@@ -419,7 +420,7 @@ inline void superblock_q6k(const uint8_t* b, const int8_t* xq, float dx, const i
       S = _mm256_add_epi32(S, _mm256_madd_epi16(p16, sc));
     }
   }
-  const __m256 dd = _mm256_set1_ps(dx * _cvtsh_ss(u16(b + 208)));
+  const __m256 dd = _mm256_set1_ps(dx * f16(b + 208));
   f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), dd, f);
   const __m256i M = _mm256_madd_epi16(_mm256_slli_epi16(sc16, 5), load32(xs));  // mi = 32·sc
   mf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), dd, mf);
@@ -430,7 +431,7 @@ inline void superblock_q6k(const uint8_t* b, const int8_t* xq, float dx, const i
 inline void block32_signed(__m256i q, const uint8_t* b, const int8_t* xq, float dx, __m256& f) {
   const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(load32(xq), q));
   const __m256i S = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-  f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), _mm256_set1_ps(dx * _cvtsh_ss(u16(b))), f);
+  f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), _mm256_set1_ps(dx * f16(b)), f);
 }
 
 // Byte j of entry i is 0xff where value j is negative under 7-bit sign field i.
@@ -457,7 +458,7 @@ inline void superblock_iq2xxs(const uint8_t* b, const int8_t* xq, float dx, __m2
     const __m256i p16 = _mm256_maddubs_epi16(g, x);
     S = _mm256_add_epi32(S, _mm256_madd_epi16(p16, _mm256_set1_epi16(int16_t(2 * (aux >> 28) + 1))));
   }
-  f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), _mm256_set1_ps(dx * (_cvtsh_ss(u16(b)) * 0.125f)), f);
+  f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), _mm256_set1_ps(dx * (f16(b) * 0.125f)), f);
 }
 
 template <DType t>
