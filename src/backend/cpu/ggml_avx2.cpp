@@ -247,8 +247,8 @@ inline __m256i twice(uint64_t bytes) {
     case DType::Q4_K: case DType::Q5_K: {
       o.d = f16(b), o.dmin = f16(b + 2);
       const K4Scales k = k4_scales(b + 4);
-      store32(o.sc, twice(uint64_t(k.s[0]) | uint64_t(k.s[1]) << 32));
-      store32(o.mi, twice(uint64_t(k.m[0]) | uint64_t(k.m[1]) << 32));
+      store32(o.sc, twice(k.scales8()));
+      store32(o.mi, twice(k.mins8()));
       return true;
     }
     case DType::Q6_K: {
@@ -383,8 +383,8 @@ inline void superblock_q45k(const uint8_t* b, const int8_t* xq, float dx, const 
   const K4Scales k = k4_scales(b + 4);
   // Scale g as int16 in every position of both lanes: one vpshufb per group.
   const __m256i sc16 = _mm256_broadcastsi128_si256(
-      _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(uint64_t(k.s[0]) | uint64_t(k.s[1]) << 32))));
-  const __m128i m8 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(uint64_t(k.m[0]) | uint64_t(k.m[1]) << 32)));
+      _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(k.scales8()))));
+  const __m128i m8 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(k.mins8())));
   const __m256i m32 = _mm256_cvtepu16_epi32(m8);
   const __m256i mdup = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));  // mi[2j] = mi[2j+1] = m[j]
   __m256i S = _mm256_setzero_si256();

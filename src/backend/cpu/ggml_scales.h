@@ -26,6 +26,8 @@ inline int q3k_scale(const uint8_t* packed, int j) {
 // per word (byte j of s[0], s[1] is scale j, j + 4; likewise m for the mins).
 struct K4Scales {
   uint32_t s[2], m[2];
+  uint64_t scales8() const { return uint64_t(s[0]) | uint64_t(s[1]) << 32; }  // byte j: scale j
+  uint64_t mins8() const { return uint64_t(m[0]) | uint64_t(m[1]) << 32; }    // byte j: min j
 };
 inline K4Scales k4_scales(const uint8_t* packed) {
   const uint32_t w0 = u32(packed), w1 = u32(packed + 4), w2 = u32(packed + 8);
@@ -57,8 +59,8 @@ template <class F16>
       o.d = f16(b), o.dmin = f16(b + 2);
       const K4Scales k = k4_scales(b + 4);
       for (int j = 0; j < 8; ++j) {
-        set2(sc, j, int((k.s[j / 4] >> (8 * (j % 4))) & 0xff));
-        set2(mi, j, int((k.m[j / 4] >> (8 * (j % 4))) & 0xff));
+        set2(sc, j, int((k.scales8() >> (8 * j)) & 0xff));
+        set2(mi, j, int((k.mins8() >> (8 * j)) & 0xff));
       }
       return;
     }

@@ -74,7 +74,7 @@ template <bool kQ5>
 inline void row_q45k(const uint8_t* b, const int8_t* xq, float dx, const int16_t* xs, __m256& f, __m256& mf) {
   const K4Scales k = k4_scales(b + 4);
   const __m512i sc8 = _mm512_castsi128_si512(
-      _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(uint64_t(k.s[0]) | uint64_t(k.s[1]) << 32))));
+      _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(k.scales8()))));
   const __m512i m4 = _mm512_set1_epi8(0x0f), nib = halves16(0, 4);
   __m512i S = _mm512_setzero_si512();
   UNROLL for (int p = 0; p < 4; ++p) {
@@ -88,7 +88,7 @@ inline void row_q45k(const uint8_t* b, const int8_t* xq, float dx, const int16_t
   }
   f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fold(S)), _mm256_set1_ps(dx * f16(b)), f);
   const __m256i m32 = _mm256_cvtepu16_epi32(
-      _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(uint64_t(k.m[0]) | uint64_t(k.m[1]) << 32))));
+      _mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(k.mins8()))));
   const __m256i mdup = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));  // mi[2j] = mi[2j+1] = m[j]
   const __m256i M = _mm256_madd_epi16(mdup, load32(xs));
   mf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), _mm256_set1_ps(dx * f16(b + 2)), mf);
