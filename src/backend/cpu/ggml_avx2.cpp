@@ -569,33 +569,20 @@ void run_cols_ggml_avx2(const Job& job, int64_t n0, int64_t n1) {
 
 void quantize_acts_ggml_avx2(const float* x, int64_t K, int nv, int8_t* q, float* d, int16_t* s16) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
-  auto hsum_i32 = [](__m256i v) {
-    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
-    return _mm_cvtsi128_si32(_mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1)));
-  };
   for (int64_t b = 0; b < K / nv; ++b) {
     const float* xb = x + b * nv;
     // max(a, amax) is a > amax ? a : amax per lane, as in quantize_act_block: a NaN is passed over.
     __m256 amax = _mm256_setzero_ps();
     for (int j = 0; j < nv; j += 8) amax = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(xb + j)), amax);
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
-    const float db = _mm_cvtss_f32(m4) / 127.0f;
+    const float db = simd::hmax(amax) / 127.0f;
     const __m256 id = _mm256_set1_ps(db != 0.0f ? 1.0f / db : 0.0f);
     d[b] = db;
     for (int j = 0; j < nv; j += 32) {
       __m256i i32[4];
-      for (int e = 0; e < 4; ++e)
-        i32[e] = _mm256_cvtps_epi32(
-            _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xb + j + 8 * e), id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-      // packs interleave 128-bit lanes; the permute restores element order.
-      const __m256i i8 = _mm256_packs_epi16(_mm256_packs_epi32(i32[0], i32[1]), _mm256_packs_epi32(i32[2], i32[3]));
-      store32(q + b * nv + j, _mm256_permutevar8x32_epi32(i8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+      simd::quantize32(xb + j, id, q + b * nv + j, i32);
       // |q| ≤ 127 after rounding, so the packs never saturated: the sums of the int32s.
-      s16[(b * nv + j) / 16] = int16_t(hsum_i32(_mm256_add_epi32(i32[0], i32[1])));
-      s16[(b * nv + j) / 16 + 1] = int16_t(hsum_i32(_mm256_add_epi32(i32[2], i32[3])));
+      s16[(b * nv + j) / 16] = int16_t(simd::hsum_epi32(_mm256_add_epi32(i32[0], i32[1])));
+      s16[(b * nv + j) / 16 + 1] = int16_t(simd::hsum_epi32(_mm256_add_epi32(i32[2], i32[3])));
     }
   }
 }

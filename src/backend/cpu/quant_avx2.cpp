@@ -167,36 +167,15 @@ void detail::quantize_act_row_avx2(const float* x, int64_t K, int8_t* q, float* 
   const __m256 sign = _mm256_set1_ps(-0.0f);
   for (int64_t b = 0; b < K / kQBlock; ++b) {
     const float* xb = x + b * kQBlock;
-    __m256 v[4];
     __m256 amax = _mm256_setzero_ps();
-    for (int j = 0; j < 4; ++j) {
-      v[j] = _mm256_loadu_ps(xb + 8 * j);
-      amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[j]));
-    }
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
-    const float am = _mm_cvtss_f32(m4);
-    const float db = am / 127.0f;
+    for (int j = 0; j < 4; ++j) amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + 8 * j)));
+    const float db = simd::hmax(amax) / 127.0f;
     const float id = db != 0.0f ? 1.0f / db : 0.0f;
     d[b] = db;
-    const __m256 idv = _mm256_set1_ps(id);
     __m256i i32[4];
-    for (int j = 0; j < 4; ++j)
-      i32[j] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[j], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    // packs interleave 128-bit lanes; the final permute restores element order.
-    const __m256i i16a = _mm256_packs_epi32(i32[0], i32[1]);
-    const __m256i i16b = _mm256_packs_epi32(i32[2], i32[3]);
-    const __m256i i8 = _mm256_packs_epi16(i16a, i16b);
-    const __m256i out = _mm256_permutevar8x32_epi32(i8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * kQBlock), out);
-    if (sums) {  // |x·id| ≤ 127 after rounding, so the packs never saturated: Σ of the int32s
-      const __m256i s8 = _mm256_add_epi32(_mm256_add_epi32(i32[0], i32[1]), _mm256_add_epi32(i32[2], i32[3]));
-      __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
-      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
-      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
-      sums[b] = _mm_cvtsi128_si32(s4);
-    }
+    simd::quantize32(xb, _mm256_set1_ps(id), q + b * kQBlock, i32);
+    if (sums)  // |x·id| ≤ 127 after rounding, so the packs never saturated: Σ of the int32s
+      sums[b] = simd::hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(i32[0], i32[1]), _mm256_add_epi32(i32[2], i32[3])));
   }
 }
 
