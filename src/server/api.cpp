@@ -101,11 +101,12 @@ void Api::generate(http::Request& req, http::Responder& resp, bool chat) {
   }
   Gen g;
   {
-    // The body and its JSON are freed as soon as the request is parsed: a long prompt would
-    // otherwise be held three times over while it is tokenized and generated from.
-    const json body = parse_body(req.body);
+    // The body and its JSON are freed as soon as the request is parsed, and the prompt's
+    // string moves from the JSON to the request and on to the template: a long prompt would
+    // otherwise be held several times over while it is tokenized and generated from.
+    json body = parse_body(req.body);
     std::string().swap(req.body);
-    g.pr = chat ? parse_chat_request(body, caps_) : parse_completion_request(body);
+    g.pr = chat ? parse_chat_request(std::move(body), caps_) : parse_completion_request(std::move(body));
   }
   const Tokenizer& tok = *d_.tokenizer;
   const char* prompt_param = chat ? "messages" : "prompt";
@@ -114,7 +115,7 @@ void Api::generate(http::Request& req, http::Responder& resp, bool chat) {
       if (!d_.chat_template) throw ApiError(400, "this model has no chat template; use /v1/completions");
       std::string text;
       try {
-        text = d_.chat_template->render(g.pr.messages, true, g.pr.template_extra);
+        text = d_.chat_template->render(std::move(g.pr.messages), true, g.pr.template_extra);
       } catch (const std::exception& e) {
         throw ApiError(400, fmt::format("the chat template failed on these messages: {}", e.what()), "messages");
       }

@@ -44,6 +44,10 @@ const json* field(const json& b, const char* name) {
   if (it == b.end() || it->is_null()) return nullptr;
   return &*it;
 }
+json* field(json& b, const char* name) { return const_cast<json*>(field(std::as_const(b), name)); }
+
+// Moves a string out of the request: a prompt may be megabytes, and the request is dropped next.
+std::string take_string(json& s) { return std::move(s.get_ref<std::string&>()); }
 
 double number(const json& b, const char* name, double lo, double hi, double dflt) {
   const json* v = field(b, name);
@@ -155,9 +159,9 @@ bool json_too_deep(std::string_view s) {
   return false;
 }
 
-std::string message_content(const json& c, size_t i) {
+std::string message_content(json& c, size_t i) {
   const std::string p = fmt::format("messages[{}].content", i);
-  if (c.is_string()) return c.get<std::string>();
+  if (c.is_string()) return take_string(c);
   if (!c.is_array()) bad(p, fmt::format("'{}' must be a string or a list of text parts, not {}", p, type_name(c)));
   std::string out;
   for (const auto& part : c) {
@@ -193,18 +197,18 @@ json error_body(int status, const std::string& message, const std::string& param
   return json{{"error", e}};
 }
 
-ParsedRequest parse_chat_request(const json& b, const TemplateCaps& caps) {
+ParsedRequest parse_chat_request(json b, const TemplateCaps& caps) {
   if (!b.is_object()) bad("", "the request body must be a JSON object");
   ParsedRequest r;
   r.chat = true;
   parse_common(b, r);
-  const json* msgs = field(b, "messages");
+  json* msgs = field(b, "messages");
   if (!msgs) bad("messages", "'messages' is required");
   if (!msgs->is_array()) bad("messages", fmt::format("'messages' must be an array, not {}", type_name(*msgs)));
   if (msgs->empty()) bad("messages", "'messages' must not be empty");
   r.messages = json::array();
   for (size_t i = 0; i < msgs->size(); ++i) {
-    const json& m = (*msgs)[i];
+    json& m = (*msgs)[i];
     const std::string p = fmt::format("messages[{}]", i);
     if (!m.is_object()) bad(p, fmt::format("'{}' must be an object", p));
     const json* role = field(m, "role");
@@ -216,7 +220,7 @@ ParsedRequest parse_chat_request(const json& b, const TemplateCaps& caps) {
     json out = json::object();
     out["role"] = rs;
     // reasoning_content of earlier turns is not fed back to the model (as DeepSeek does).
-    const json* c = field(m, "content");
+    json* c = field(m, "content");
     if (c) out["content"] = message_content(*c, i);
     else if (rs == "assistant" && field(m, "tool_calls")) out["content"] = nullptr;
     else out["content"] = "";
@@ -249,12 +253,12 @@ ParsedRequest parse_chat_request(const json& b, const TemplateCaps& caps) {
   return r;
 }
 
-ParsedRequest parse_completion_request(const json& b) {
+ParsedRequest parse_completion_request(json b) {
   if (!b.is_object()) bad("", "the request body must be a JSON object");
   ParsedRequest r;
   r.chat = false;
   parse_common(b, r);
-  const json* p = field(b, "prompt");
+  json* p = field(b, "prompt");
   if (!p) bad("prompt", "'prompt' is required");
   auto ids_of = [&](const json& a) {
     std::vector<int32_t> ids;
@@ -266,11 +270,11 @@ ParsedRequest parse_completion_request(const json& b) {
     return ids;
   };
   if (p->is_string()) {
-    r.prompt_text = p->get<std::string>();
+    r.prompt_text = take_string(*p);
   } else if (p->is_array() && !p->empty() && p->front().is_number()) {
     r.prompt_ids = ids_of(*p);
   } else if (p->is_array() && p->size() == 1 && (p->front().is_string() || p->front().is_array())) {
-    if (p->front().is_string()) r.prompt_text = p->front().get<std::string>();
+    if (p->front().is_string()) r.prompt_text = take_string(p->front());
     else r.prompt_ids = ids_of(p->front());
   } else if (p->is_array() && p->size() > 1) {
     bad("prompt", "only one prompt per request is supported");

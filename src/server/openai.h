@@ -49,9 +49,10 @@ struct TemplateCaps {
 // The body as JSON; ApiError(400) when it is not JSON or nests deeper than the server allows.
 json parse_body(std::string_view body);
 
-// Throw ApiError(400, ..., param) naming the offending field.
-ParsedRequest parse_chat_request(const json& body, const TemplateCaps& caps);
-ParsedRequest parse_completion_request(const json& body);
+// Throw ApiError(400, ..., param) naming the offending field. The body is taken by value so
+// that a caller done with it can move it in, and its prompt strings are moved, not copied.
+ParsedRequest parse_chat_request(json body, const TemplateCaps& caps);
+ParsedRequest parse_completion_request(json body);
 
 // Usage as DeepSeek reports it (a superset of OpenAI's).
 struct Usage {

@@ -39,10 +39,10 @@ jinja::Context to_context(const Json& extra) {
 }
 
 template <typename Json>
-jinja::Value messages_value(const Json& messages) {
+jinja::Value messages_value(Json&& messages) {
   if (!messages.is_array()) fail("chat messages must be a JSON array");
   try {
-    return jinja::Value::from_json(messages);
+    return jinja::Value::from_json(std::forward<Json>(messages));
   } catch (const jinja::UnlocatedError& e) {
     fail("chat messages: {}", e.what());
   }
@@ -119,6 +119,11 @@ std::string ChatTemplate::render_values(jinja::Value messages, bool add_generati
 std::string ChatTemplate::render(const nlohmann::json& messages, bool add_generation_prompt,
                                  const nlohmann::json& extra) const {
   return render_values(messages_value(messages), add_generation_prompt, to_context(extra));
+}
+
+std::string ChatTemplate::render(nlohmann::json&& messages, bool add_generation_prompt,
+                                 const nlohmann::json& extra) const {
+  return render_values(messages_value(std::move(messages)), add_generation_prompt, to_context(extra));
 }
 
 std::string ChatTemplate::render(const nlohmann::ordered_json& messages, bool add_generation_prompt,

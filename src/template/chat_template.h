@@ -24,6 +24,9 @@ struct ChatTemplate {
   // visible in the output (tojson of tool schemas).
   std::string render(const nlohmann::json& messages, bool add_generation_prompt,
                      const nlohmann::json& extra = nlohmann::json::object()) const;
+  // Takes the messages' strings instead of copying them (a server's long prompts).
+  std::string render(nlohmann::json&& messages, bool add_generation_prompt,
+                     const nlohmann::json& extra = nlohmann::json::object()) const;
   std::string render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
                      const nlohmann::ordered_json& extra) const;
 

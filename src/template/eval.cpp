@@ -1,6 +1,8 @@
 // Statement execution and expression evaluation.
 #include "template/eval.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "template/errors.h"
 
@@ -100,9 +102,12 @@ Renderer::Flow Renderer::exec_stmt(const Stmt& s, std::string& out) {
         check_size(out.size());
         return Flow::Normal;
       case Stmt::Kind::Output: {
-        Value v = eval(*s.expr);
-        out += v.is_string() ? v.str() : to_str(v);
-        check_size(out.size());
+        std::vector<Value> parts;
+        eval_sum(*s.expr, parts);
+        for (const Value& v : parts) {
+          out += v.is_string() ? v.str() : to_str(v);
+          check_size(out.size());
+        }
         return Flow::Normal;
       }
       case Stmt::Kind::If:
@@ -259,6 +264,39 @@ Value Renderer::eval(const Expr& e) {
   try {
     step();
     return eval_inner(e);
+  } catch (const UnlocatedError& ex) {
+    fail("chat template line {}: {}", e.line, ex.what());
+  }
+}
+
+// `{{ '<tag>' + message['content'] }}`: a sum of strings is written operand by operand instead of
+// being built first, so a long prompt is not copied once more. Anything else is evaluated as
+// written: the same order, steps and errors as eval.
+void Renderer::eval_sum(const Expr& e, std::vector<Value>& parts) {
+  if (e.kind != Expr::Kind::Binary || e.name != "+") return parts.push_back(eval(e));
+  const size_t first = parts.size();
+  try {
+    step();
+    eval_sum(*e.args[0], parts);
+    Value b = eval(*e.args[1]);
+    const bool strings = std::all_of(parts.begin() + std::ptrdiff_t(first), parts.end(),
+                                     [](const Value& v) { return v.is_string(); });
+    if (strings && b.is_string()) {
+      size_t bytes = b.str().size();
+      for (size_t i = first; i < parts.size(); ++i) bytes += parts[i].str().size();
+      check_size(bytes);
+      return parts.push_back(std::move(b));
+    }
+    Value a;
+    if (parts.size() - first == 1) {
+      a = std::move(parts[first]);
+    } else {  // several strings, joined as the operator would have
+      std::string joined;
+      for (size_t i = first; i < parts.size(); ++i) joined += parts[i].str();
+      a = Value::string(std::move(joined));
+    }
+    parts.resize(first);
+    parts.push_back(binary_op(*this, e.name, a, b));
   } catch (const UnlocatedError& ex) {
     fail("chat template line {}: {}", e.line, ex.what());
   }

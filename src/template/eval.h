@@ -40,6 +40,7 @@ class Renderer {
   void assign(const std::vector<std::string>& targets, const Value& v);
   Value lookup(const std::string& name) const;
   Value eval_inner(const Expr& e);
+  void eval_sum(const Expr& e, std::vector<Value>& parts);
   Value make_macro(const Stmt& s);
   std::string render_body_in_scope(const Body& body);
 

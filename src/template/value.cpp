@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <type_traits>
+#include <utility>
 
 #include "template/errors.h"
 
@@ -14,8 +16,12 @@ void check_depth(int depth) {
   if (depth > kMaxValueDepth) rt_fail("value nested deeper than {} levels", kMaxValueDepth);
 }
 
+// An rvalue's strings are moved into the values, not copied: a chat request's messages may
+// hold a prompt of megabytes.
 template <typename Json>
-Value json_to_value(const Json& j, int depth) {
+Value json_to_value(Json&& j, int depth) {
+  constexpr bool kMove = std::is_rvalue_reference_v<Json&&>;
+  using J = std::remove_cvref_t<Json>;
   check_depth(depth);
   switch (j.type()) {
     case nlohmann::json::value_t::null: return Value::none();
@@ -27,17 +33,25 @@ Value json_to_value(const Json& j, int depth) {
       return Value::integer(int64_t(u));
     }
     case nlohmann::json::value_t::number_float: return Value::number(j.template get<double>());
-    case nlohmann::json::value_t::string: return Value::string(j.template get<std::string>());
+    case nlohmann::json::value_t::string:
+      if constexpr (kMove) return Value::string(std::move(j.template get_ref<typename J::string_t&>()));
+      else return Value::string(j.template get<std::string>());
     case nlohmann::json::value_t::array: {
       ValueList items;
       items.reserve(j.size());
-      for (const auto& e : j) items.push_back(json_to_value(e, depth + 1));
+      for (auto& e : j) {
+        if constexpr (kMove) items.push_back(json_to_value(std::move(e), depth + 1));
+        else items.push_back(json_to_value(e, depth + 1));
+      }
       return Value::list(std::move(items));
     }
     case nlohmann::json::value_t::object: {
       std::vector<std::pair<std::string, Value>> items;
       items.reserve(j.size());
-      for (auto it = j.begin(); it != j.end(); ++it) items.emplace_back(it.key(), json_to_value(it.value(), depth + 1));
+      for (auto it = j.begin(); it != j.end(); ++it) {
+        if constexpr (kMove) items.emplace_back(it.key(), json_to_value(std::move(it.value()), depth + 1));
+        else items.emplace_back(it.key(), json_to_value(it.value(), depth + 1));
+      }
       return Value::dict(std::move(items));
     }
     default: rt_fail("unsupported JSON value (binary)");
@@ -305,6 +319,7 @@ Value Value::function(std::string name, std::function<Value(Renderer&, CallArgs&
 }
 Value Value::from_json(const nlohmann::json& j) { return json_to_value(j, 1); }
 Value Value::from_json(const nlohmann::ordered_json& j) { return json_to_value(j, 1); }
+Value Value::from_json(nlohmann::json&& j) { return json_to_value(std::move(j), 1); }
 
 const ValueList& Value::items() const { return l_->items; }
 const DictData& Value::dict_data() const { return *m_; }

@@ -66,6 +66,7 @@ class Value {
   static Value function(std::string name, std::function<Value(Renderer&, CallArgs&)> fn);
   static Value from_json(const nlohmann::json& j);
   static Value from_json(const nlohmann::ordered_json& j);
+  static Value from_json(nlohmann::json&& j);  // moves j's strings
 
   Kind kind() const { return kind_; }
   bool is_undefined() const { return kind_ == Kind::Undefined; }

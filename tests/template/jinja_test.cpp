@@ -119,6 +119,26 @@ TEST(Jinja, ConcatConditionalLogic) {
   EXPECT_EQ(R("{{ not x is defined }}"), "True");  // not binds looser than is
 }
 
+// {{ a + b }} writes a sum of strings operand by operand; it must render and fail exactly as the
+// operator does, whatever mix of operand types the sum has.
+TEST(Jinja, OutputOfASumActsAsTheOperator) {
+  const nlohmann::ordered_json v = {{"s", "S"}, {"n", 2}, {"l", {1}}};
+  for (const char* sum : {"'<' + s + '>'", "'a' + s + 'b' + s", "1 + n + 3", "l + [2] + l", "(s + 'x') + ('y' + s)",
+                          "s + (n | string)", "true + n"}) {
+    const std::string expr = sum;
+    EXPECT_EQ(R("{{ " + expr + " }}", v), R("{% set x = " + expr + " %}{{ x }}", v)) << sum;
+  }
+  for (const char* bad : {"'a' + s + n", "n + s", "'a' + 'b' + missing", "l + s + 'c'", "'a' + s + none + 'b'"}) {
+    const std::string expr = bad;
+    const std::string e = error_of("\n{{ " + expr + " }}", v);
+    EXPECT_EQ(e, error_of("\n{% set x = " + expr + " %}{{ x }}", v)) << bad;
+    EXPECT_NE(e.find("line 2"), std::string::npos) << e;
+  }
+  Options small;
+  small.max_output_bytes = 1000;
+  EXPECT_NE(error_of("{{ s * 600 + s * 600 }}", v, small).find("limit"), std::string::npos);
+}
+
 TEST(Jinja, PythonReprAndTruthiness) {
   EXPECT_EQ(R("{{ ['a', 1, none, true, 1.5, {'k': \"it's\"}] }}"), "['a', 1, None, True, 1.5, {'k': \"it's\"}]");
   EXPECT_EQ(R("{{ ['a\\nb'] }}"), "['a\\nb']");

@@ -42,6 +42,11 @@ TEST(ModelTemplates, DeepSeekR1DropsReasoningAndOpensThink) {
             "<｜Assistant｜><think>\n");
   EXPECT_EQ(t.render(json::parse(R"([{"role": "user", "content": "x"}])"), false, json::object()),
             "<｜begin▁of▁sentence｜><｜User｜>x");
+  // The server's overload, which moves the messages' strings into the template.
+  nlohmann::json moved = nlohmann::json::parse(msgs.dump());
+  EXPECT_EQ(t.render(std::move(moved), true),
+            "<｜begin▁of▁sentence｜>S<｜User｜>1+1?<｜Assistant｜>\n\n2<｜end▁of▁sentence｜><｜User｜>2+2?"
+            "<｜Assistant｜><think>\n");
 }
 
 TEST(ModelTemplates, DeepSeekR1ToolCalls) {

@@ -55,7 +55,9 @@ TEST(GgufTokenizer, DeepseekPreTokenizerIsDeepseekV3s) {
   for (size_t i = 0; i < real["pre_tokenizer"]["pretokenizers"].size(); ++i) {
     const auto &a = ours["pre_tokenizer"]["pretokenizers"][i], &b = real["pre_tokenizer"]["pretokenizers"][i];
     EXPECT_EQ(a["type"], b["type"]) << i;
-    if (b["type"] == "Split") EXPECT_EQ(a["pattern"], b["pattern"]) << i;
+    if (b["type"] == "Split") {
+      EXPECT_EQ(a["pattern"], b["pattern"]) << i;
+    }
   }
 }
 
