@@ -61,7 +61,7 @@ fi
 if [ ! -d "$work/sft" ]; then
   log "sft"
   "$fathom" train --model "$work/base" --tokenizer "$work/tokenizer" --data "$work/data/sft.jsonl" --sft \
-    --seq-len 192 --batch 32 --steps "$(steps ${SFT_STEPS:-150})" --lr 5e-4 --warmup "$(steps 10)" --schedule cosine \
+    --seq-len 192 --batch 32 --steps "$(steps ${SFT_STEPS:-30})" --lr 5e-4 --warmup "$(steps 10)" --schedule cosine \
     --weight-decay 0.1 --mtp-weight 0.1 --bias-update 0.001 --compute bf16 --threads "$threads" --seed "$seed" \
     --val-frac 0.02 --val-every "$(steps 50)" --log "$work/logs/sft.jsonl" --save-dtype f32 --out "$work/sft"
 fi
@@ -70,7 +70,7 @@ fi
 if [ ! -d "$work/grpo" ]; then
   log "grpo"
   "$fathom" grpo --model "$work/sft" --task-seed $((seed * 1000 + 3)) --difficulty 3-6 \
-    --steps "$(steps ${GRPO_STEPS:-200})" --prompts-per-step 16 --group 8 --max-new-tokens 192 --temperature 1 \
+    --steps "$(steps ${GRPO_STEPS:-250})" --prompts-per-step 16 --group 8 --max-new-tokens 192 --temperature 1.5 \
     --lr 1e-4 --beta 0.04 --mu 1 --drop-equal --compute bf16 --threads "$threads" --seed "$seed" \
     --eval-every "$(steps 50)" --eval-n 200 --eval-seed $((seed * 1000 + 4)) \
     --log "$work/logs/grpo.jsonl" --save-dtype bf16 --out "$work/grpo"
