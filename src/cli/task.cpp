@@ -18,6 +18,7 @@ struct TaskArgs {
   std::string difficulty = "mix";
   std::string out;
   bool no_think = false;
+  double merge = 0;
 };
 }  // namespace
 
@@ -35,6 +36,11 @@ void add_task(CLI::App& app) {
       ->type_name("D|A-B|mix");
   sub->add_option("--out", a->out, "JSONL file to write (default: standard output)")->type_name("FILE");
   sub->add_flag("--no-think", a->no_think, "text and sft: answer after an empty think block (the ablation)");
+  sub->add_option("--merge", a->merge,
+                  "text and sft: probability that a trace line takes two operations, where the one just "
+                  "reduced feeds the next (0: the canonical one-per-line trace)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->type_name("P");
   sub->callback([a] {
     tasks::DataOpts o;
     o.kind = tasks::parse_data_kind(a->kind);
@@ -42,6 +48,7 @@ void add_task(CLI::App& app) {
     o.seed = a->seed;
     o.difficulty = tasks::parse_difficulty(a->difficulty);
     o.think = !a->no_think;
+    o.style.merge = a->merge;
     if (a->out.empty()) {
       tasks::write_jsonl(std::cout, o);
       std::cout.flush();

@@ -99,16 +99,35 @@ int leftmost_ready(const Tree& t, int i) {
   return l >= 0 ? l : leftmost_ready(t, n.r);
 }
 
-// One line per operation: "a-b=c; rest", the last one "a-b=c".
-std::string trace(Tree t) {
+int parent_of(const Tree& t, int i) {
+  for (int k = 0; k < int(t.nodes.size()); ++k)
+    if (t.nodes[k].op && (t.nodes[k].l == i || t.nodes[k].r == i)) return k;
+  return -1;
+}
+
+// One line per reduction: "a-b=c; rest", the last one "a-b=c". A merged line reduces the
+// leftmost ready operation and its parent together: "7+1*15=22; rest". Only the parent can
+// become ready by that reduction, and it is then the leftmost ready one, so a merged line
+// always does the next two canonical steps. `style` draws only where a merge is possible.
+std::string trace(Tree t, Draws& style, double merge) {
   std::string out;
   for (int i; (i = leftmost_ready(t, t.root)) >= 0;) {
-    Node& n = t.nodes[i];
+    const int p = merge > 0 ? parent_of(t, i) : -1;
+    const int sibling = p < 0 ? -1 : t.nodes[p].l == i ? t.nodes[p].r : t.nodes[p].l;
+    // A uniform draw in [0, 1) from the top 53 bits.
+    const bool two = sibling >= 0 && !t.nodes[sibling].op && double(style.next() >> 11) * 0x1p-53 < merge;
+    const int done = two ? p : i;
     if (!out.empty()) out += '\n';
-    out += std::to_string(t.nodes[n.l].value) + n.op + std::to_string(t.nodes[n.r].value) + '=' +
-           std::to_string(n.value);
-    n.op = 0;
-    if (i != t.root) out += "; " + print(t);
+    if (two) {
+      print(t, p, out);
+    } else {
+      const Node& n = t.nodes[i];
+      out += std::to_string(t.nodes[n.l].value) + n.op + std::to_string(t.nodes[n.r].value);
+    }
+    out += '=' + std::to_string(t.nodes[done].value);
+    t.nodes[i].op = 0;
+    t.nodes[done].op = 0;
+    if (done != t.root) out += "; " + print(t);
   }
   return out;
 }
@@ -168,7 +187,8 @@ Level level(int difficulty) {
   return kLevels[difficulty - 1];
 }
 
-Problem generate(uint64_t seed, int64_t index, int difficulty) {
+Problem generate(uint64_t seed, int64_t index, int difficulty, const TraceStyle& style) {
+  if (!(style.merge >= 0 && style.merge <= 1)) fail("the trace's merge probability {} is outside [0, 1]", style.merge);
   const Level lv = level(difficulty);
   Draws d{problem_key(seed, index, uint64_t(difficulty))};
   Tree t;
@@ -176,7 +196,9 @@ Problem generate(uint64_t seed, int64_t index, int difficulty) {
   Problem p;
   p.difficulty = difficulty;
   p.prompt = "Compute: " + print(t);
-  p.trace = trace(t);
+  // The style has draws of its own (tag 256 + d), so the problem is the same in every style.
+  Draws style_draws{problem_key(seed, index, 256 + uint64_t(difficulty))};
+  p.trace = trace(t, style_draws, style.merge);
   p.value = t.nodes[t.root].value;
   p.answer = std::to_string(p.value);
   return p;
@@ -190,8 +212,8 @@ int mixed_difficulty(uint64_t seed, int64_t index, DifficultyRange range) {
   return range.lo + int(d.below(range.hi - range.lo + 1));
 }
 
-Problem generate(uint64_t seed, int64_t index, DifficultyRange range) {
-  return generate(seed, index, mixed_difficulty(seed, index, range));
+Problem generate(uint64_t seed, int64_t index, DifficultyRange range, const TraceStyle& style) {
+  return generate(seed, index, mixed_difficulty(seed, index, range), style);
 }
 
 DifficultyRange parse_difficulty(std::string_view s) {

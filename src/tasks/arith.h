@@ -27,13 +27,21 @@ Level level(int difficulty);  // throws for a difficulty outside [kMinDifficulty
 struct Problem {
   int difficulty = 0;
   std::string prompt;  // what the user says: "Compute: 3+4*(5-2)"
-  std::string trace;   // inside <think>, one reduction per line, no trailing newline
+  std::string trace;   // inside <think>, one line per reduction (TraceStyle), no trailing newline
   std::string answer;  // the value in decimal: "15"
   int64_t value = 0;
 };
 
+// How a trace is written. The canonical trace (merge = 0) takes one operation per line. With
+// merge > 0 a line may take two, as people write worked solutions: where the operation just
+// reduced leaves its parent ready (the parent is then the next step), both go on one line
+// ("7+1*15=22") with probability `merge`. The problem and its value do not depend on the style.
+struct TraceStyle {
+  double merge = 0;
+};
+
 // Problem `index` of `seed` at one difficulty.
-Problem generate(uint64_t seed, int64_t index, int difficulty);
+Problem generate(uint64_t seed, int64_t index, int difficulty, const TraceStyle& style = {});
 
 // A dataset's mix of difficulties: problem i's level is drawn uniformly from [lo, hi], again
 // counter-based, so a mixed dataset is reproducible problem by problem too.
@@ -42,7 +50,7 @@ struct DifficultyRange {
   int hi = kMaxDifficulty;
 };
 int mixed_difficulty(uint64_t seed, int64_t index, DifficultyRange range);
-Problem generate(uint64_t seed, int64_t index, DifficultyRange range);
+Problem generate(uint64_t seed, int64_t index, DifficultyRange range, const TraceStyle& style = {});
 
 // "D", "A-B" or "mix" (every level); throws on anything else.
 DifficultyRange parse_difficulty(std::string_view s);

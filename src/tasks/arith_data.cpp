@@ -44,7 +44,7 @@ std::string problem_line(const Problem& p, uint64_t seed, int64_t index) {
 int64_t write_jsonl(std::ostream& out, const DataOpts& opts) {
   if (opts.n < 0) fail("the number of problems must be non-negative, not {}", opts.n);
   for (int64_t i = 0; i < opts.n; ++i) {
-    const Problem p = generate(opts.seed, i, opts.difficulty);
+    const Problem p = generate(opts.seed, i, opts.difficulty, opts.style);
     switch (opts.kind) {
       case DataKind::Text: out << text_line(p, opts.think); break;
       case DataKind::Sft: out << sft_line(p, opts.think); break;

@@ -18,6 +18,7 @@ struct DataOpts {
   uint64_t seed = 0;
   DifficultyRange difficulty;
   bool think = true;  // false: the answer follows an empty think block (the no-thinking ablation)
+  TraceStyle style;   // how the traces are written (text and sft)
 };
 
 // One JSON object, no newline.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -105,7 +106,8 @@ bool one_reduction(const std::string& prev, const std::string& calc, const std::
 }
 
 // Checks every line of p's trace against the evaluator above; returns what was wrong, or "".
-std::string check_trace(const Problem& p) {
+// A line may take up to `max_ops` operations (2 for a merged trace).
+std::string check_trace(const Problem& p, int max_ops = 1) {
   const std::string pre = "Compute: ";
   if (!p.prompt.starts_with(pre)) return "prompt";
   std::string expr = p.prompt.substr(pre.size());
@@ -118,13 +120,13 @@ std::string check_trace(const Problem& p) {
     const std::string result = l.substr(eq + 1, semi == std::string::npos ? std::string::npos : semi - eq - 1);
     const auto c = evaluate(calc);
     const auto r = evaluate(result);
-    if (!c || c->ops != 1 || !r || r->ops != 0) return "step is not 'a op b=c': " + l;
+    if (!c || c->ops < 1 || c->ops > max_ops || !r || r->ops != 0) return "step is not 'a op b=c': " + l;
     if (c->value != r->value) return "wrong arithmetic: " + l;
     if (r->value < 0 || r->value > 99) return "value out of range: " + l;
     const bool last = k + 1 == ls.size();
     if (last) {
       if (semi != std::string::npos) return "last step has a rest: " + l;
-      if (r->value != p.value || evaluate(expr)->ops != 1 || expr.find(calc) == std::string::npos)
+      if (r->value != p.value || evaluate(expr)->ops != c->ops || expr.find(calc) == std::string::npos)
         return "last step: " + l;
       continue;
     }
@@ -198,6 +200,74 @@ TEST(Arith, StepsGrowWithDifficulty) {
   }
   EXPECT_THROW(level(0), fathom::Error);
   EXPECT_THROW(generate(0, 0, kMaxDifficulty + 1), fathom::Error);
+}
+
+// The expression after each line ("rest"), the last line's value for the last.
+std::vector<std::string> rests(const std::string& trace) {
+  std::vector<std::string> out;
+  for (const std::string& l : lines(trace)) {
+    const size_t semi = l.find("; ");
+    out.push_back(semi == std::string::npos ? l.substr(l.find('=') + 1) : l.substr(semi + 2));
+  }
+  return out;
+}
+
+// A merged trace is the canonical one with some lines joined: its rests are the canonical rests
+// with one left out per merged line, so every merged line does the next two canonical steps.
+TEST(Arith, MergedTracesJoinTheNextTwoCanonicalSteps) {
+  for (double merge : {0.25, 0.5, 1.0}) {
+    for (int d = kMinDifficulty; d <= kMaxDifficulty; ++d) {
+      for (int64_t i = 0; i < 300; ++i) {
+        const Problem c = generate(21, i, d), m = generate(21, i, d, {.merge = merge});
+        SCOPED_TRACE(m.prompt + "\n" + m.trace);
+        EXPECT_EQ(m.prompt, c.prompt);
+        EXPECT_EQ(m.value, c.value);
+        EXPECT_EQ(check_trace(m, 2), "");
+        const std::vector<std::string> cr = rests(c.trace), mr = rests(m.trace);
+        const std::vector<std::string> ml = lines(m.trace);
+        size_t k = 0;
+        for (size_t j = 0; j < ml.size(); ++j) {
+          k += evaluate(ml[j].substr(0, ml[j].find('=')))->ops;
+          ASSERT_LE(k, cr.size());
+          EXPECT_EQ(mr[j], cr[k - 1]);
+        }
+        EXPECT_EQ(k, cr.size());
+        // The same problem and style give the same trace.
+        EXPECT_EQ(generate(21, i, d, {.merge = merge}).trace, m.trace);
+      }
+    }
+  }
+}
+
+// merge = 0 is the canonical trace. merge = 1 joins wherever it can: a level-2 problem's first
+// step always leaves its parent ready, so it takes one line. In between, the share of merged
+// lines follows the probability.
+TEST(Arith, MergeProbabilitySetsHowOftenLinesJoin) {
+  auto merged_share = [](double merge) {
+    int merged = 0, all = 0;
+    for (int64_t i = 0; i < 3000; ++i) {
+      for (const std::string& l : lines(generate(4, i, 4, {.merge = merge}).trace)) {
+        merged += evaluate(l.substr(0, l.find('=')))->ops == 2;
+        ++all;
+      }
+    }
+    return double(merged) / all;
+  };
+  for (int64_t i = 0; i < 200; ++i) EXPECT_EQ(generate(8, i, 5, {.merge = 0}).trace, generate(8, i, 5).trace);
+  EXPECT_EQ(merged_share(0), 0);
+  const double q2 = merged_share(0.2), q5 = merged_share(0.5), q8 = merged_share(0.8), q1 = merged_share(1);
+  EXPECT_GT(q2, 0.05);
+  EXPECT_LT(q2, q5);
+  EXPECT_LT(q5, q8);
+  EXPECT_LT(q8, q1);
+  for (int64_t i = 0; i < 200; ++i) {
+    const Problem p = generate(6, i, 2, {.merge = 1});
+    EXPECT_EQ(p.trace, p.prompt.substr(9) + "=" + p.answer);
+    EXPECT_EQ(generate(6, i, 1, {.merge = 1}).trace, generate(6, i, 1).trace);  // one step: nothing to join
+  }
+  EXPECT_THROW(generate(0, 0, 3, {.merge = 1.5}), fathom::Error);
+  EXPECT_THROW(generate(0, 0, 3, {.merge = -0.1}), fathom::Error);
+  EXPECT_THROW(generate(0, 0, 3, {.merge = std::nan("")}), fathom::Error);
 }
 
 // A byte-level BPE token covers at least one byte, so bytes bound tokens. Chat markup adds a few
