@@ -1,6 +1,9 @@
 // fathom eval: accuracy on fresh problems of nano-R1's arithmetic task, greedy and batched.
 #include <fmt/format.h>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/options.h"
@@ -12,11 +15,24 @@ namespace fathom::cli {
 namespace {
 struct Args {
   ModelArgs m;
-  std::string tokenizer, difficulty = "mix";
+  std::string tokenizer, difficulty = "mix", completions;
   int64_t n = 500, max_tokens = 256, batch = 64;
   uint64_t seed = 0;
   bool json = false, no_think = false;
 };
+void write_completions(const std::string& path, const train::EvalResult& r) {
+  std::ofstream f(path);
+  if (!f) fail("cannot write {}", path);
+  for (const train::EvalItem& it : r.items) {
+    const nlohmann::ordered_json j = {{"prompt", it.problem.prompt},         {"answer", it.problem.answer},
+                                      {"difficulty", it.problem.difficulty}, {"completion", it.completion},
+                                      {"correct", it.graded.correct},        {"formatted", it.graded.formatted}};
+    // Replacement characters for any invalid UTF-8 a model may write: the file stays valid JSONL.
+    f << j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << '\n';
+  }
+  f.close();
+  if (!f) fail("writing {} failed", path);
+}
 }  // namespace
 
 void add_eval(CLI::App& app) {
@@ -31,6 +47,10 @@ void add_eval(CLI::App& app) {
   sub->add_option("--batch", a->batch, "sequences decoded together")->check(at_least(1));
   sub->add_flag("--no-think", a->no_think, "force an empty think block: the answer must come at once (the ablation)");
   sub->add_flag("--json", a->json, "print one JSON object with accuracy, n and the counts by difficulty");
+  sub->add_option("--completions", a->completions,
+                  "write every problem's completion as JSONL: prompt, answer, difficulty, completion, correct, "
+                  "formatted")
+      ->type_name("FILE");
   sub->callback([a] {
     const std::string& dir = a->m.model;
     std::unique_ptr<Model> model = load_model(dir, a->m.load_opts());
@@ -46,6 +66,7 @@ void add_eval(CLI::App& app) {
     eo.max_slots = a->batch;
     eo.attn = parse_attn(a->m.attn);
     const train::EvalResult r = train::evaluate_arith(*model, tok, tmpl, eo);
+    if (!a->completions.empty()) write_completions(a->completions, r);
     if (a->json) {
       nlohmann::json by = nlohmann::json::object();
       for (int d = tasks::kMinDifficulty; d <= tasks::kMaxDifficulty; ++d)

@@ -58,8 +58,9 @@ EvalResult evaluate_arith(Model& model, const Tokenizer& tok, const ChatTemplate
   r.n_by_level.assign(tasks::kMaxDifficulty + 1, 0);
   r.correct_by_level.assign(tasks::kMaxDifficulty + 1, 0);
   for (int64_t i = 0; i < o.n; ++i) {
-    const std::string text = forced[size_t(i)] + tok.decode(out[size_t(i)][0].ids, /*skip_special=*/true);
+    std::string text = forced[size_t(i)] + tok.decode(out[size_t(i)][0].ids, /*skip_special=*/true);
     const tasks::Graded gr = tasks::grade(text, probs[size_t(i)]);
+    r.items.push_back({probs[size_t(i)], std::move(text), gr});
     ++r.n;
     r.correct += gr.correct;
     r.formatted += gr.formatted;

@@ -23,8 +23,16 @@ struct EvalOpts {
   AttnMode attn = AttnMode::Absorbed;
 };
 
+// One problem's completion, as graded (the think block the prompt forced included).
+struct EvalItem {
+  tasks::Problem problem;
+  std::string completion;
+  tasks::Graded graded;
+};
+
 struct EvalResult {
   int64_t n = 0, correct = 0, formatted = 0;
+  std::vector<EvalItem> items;  // [n] in problem order
   std::vector<int64_t> n_by_level, correct_by_level;  // [kMaxDifficulty + 1], by difficulty
   int64_t generated = 0;  // completion tokens
   double seconds = 0;

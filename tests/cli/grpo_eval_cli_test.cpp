@@ -96,6 +96,46 @@ TEST_F(GrpoEvalCli, EvalJsonIsOneObjectWithAccuracyAndN) {
   EXPECT_EQ(strip(nlohmann::json::parse(again.out)), strip(j));
 }
 
+// --completions writes one line per problem: the problems `fathom task` writes for the seed, the
+// completion, and a grade that agrees with the answer line and with the summary.
+TEST_F(GrpoEvalCli, EvalWritesEveryGradedCompletion) {
+  const fs::path file = dir_ / "completions.jsonl";
+  const Cmd r = fathom("eval --model " + model_.string() + " --n 12 --seed 5 --json --max-tokens 8 --threads 1 " +
+                           "--completions " + file.string(),
+                       dir_);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  const nlohmann::json summary = nlohmann::json::parse(r.out);
+  const Cmd probs = fathom("task --kind problems --n 12 --seed 5", dir_);
+  ASSERT_EQ(probs.status, 0) << probs.err;
+  std::istringstream want(probs.out), got(slurp(file));
+  std::string w, g;
+  int lines = 0, correct = 0, formatted = 0;
+  while (std::getline(got, g)) {
+    ASSERT_TRUE(std::getline(want, w));
+    const nlohmann::json a = nlohmann::json::parse(g), b = nlohmann::json::parse(w);
+    EXPECT_EQ(a["prompt"], b["prompt"]);
+    EXPECT_EQ(a["answer"], b["answer"]);
+    EXPECT_EQ(a["difficulty"], b["difficulty"]);
+    const std::string c = a["completion"].get<std::string>();
+    EXPECT_EQ(c.rfind("<think>\n", 0), 0u) << c;  // the think block the prompt opened is included
+    const bool right = has(c, "\nAnswer: " + b["answer"].get<std::string>());
+    if (a["correct"].get<bool>()) {
+      EXPECT_TRUE(right) << c;
+    }
+    correct += a["correct"].get<bool>();
+    formatted += a["formatted"].get<bool>();
+    ++lines;
+  }
+  EXPECT_EQ(lines, 12);
+  EXPECT_EQ(correct, summary["correct"].get<int>());
+  EXPECT_EQ(formatted, summary["formatted"].get<int>());
+  const Cmd bad = fathom("eval --model " + model_.string() + " --n 2 --max-tokens 4 --completions " +
+                             (dir_ / "no/such/dir/c.jsonl").string(),
+                         dir_);
+  EXPECT_NE(bad.status, 0);
+  EXPECT_TRUE(has(bad.err, "no/such/dir")) << bad.err;
+}
+
 TEST_F(GrpoEvalCli, GrpoRejectsABadPromptsFile) {
   const fs::path bad = dir_ / "bad.jsonl";
   std::ofstream(bad) << "{\"prompt\": \"Compute: 1 + 1\", \"answer\": 2}\nnot json\n";

@@ -29,6 +29,12 @@ Cmd sh(const std::string& cmd) {
   return r;
 }
 
+size_t occurrences(const std::string& s, const std::string& part) {
+  size_t n = 0;
+  for (size_t k = s.find(part); k != std::string::npos; k = s.find(part, k + 1)) ++n;
+  return n;
+}
+
 size_t count_lines(const std::string& s, const std::string& starting) {
   std::istringstream in(s);
   size_t n = 0;
@@ -57,10 +63,21 @@ TEST(TaskCli, WritesReproducibleLinesOfEachKind) {
   EXPECT_EQ(count_lines(ss.str(), "{\"text\":\"Compute: "), 7u) << ss.str();
   EXPECT_NE(ss.str().find("<think>\\n\\n</think>\\n\\nAnswer: "), std::string::npos) << ss.str();
   std::filesystem::remove(path);
+
+  // --merge 1 joins a level-2 trace's two steps into one line: "<think>\nEXPR=VALUE\n</think>".
+  const Cmd merged = sh("task --kind sft --n 5 --seed 4 --difficulty 2 --merge 1");
+  ASSERT_EQ(merged.status, 0) << merged.out;
+  const Cmd canonical = sh("task --kind sft --n 5 --seed 4 --difficulty 2");
+  EXPECT_EQ(count_lines(merged.out, "{\"messages\""), 5u) << merged.out;
+  EXPECT_EQ(count_lines(canonical.out, "{\"messages\""), 5u) << canonical.out;
+  EXPECT_EQ(occurrences(merged.out, "; "), 0u) << merged.out;       // no line has a rest
+  EXPECT_EQ(occurrences(canonical.out, "; "), 5u) << canonical.out;  // each first line has one
+  EXPECT_EQ(sh("task --kind sft --n 5 --seed 4 --difficulty 2 --merge 0").out, canonical.out);
 }
 
 TEST(TaskCli, BadOptionsFail) {
-  for (const char* args : {"task --difficulty 7", "task --difficulty 4-2", "task --kind chat", "task --n -1"}) {
+  for (const char* args : {"task --difficulty 7", "task --difficulty 4-2", "task --kind chat", "task --n -1",
+                           "task --merge 1.5", "task --merge -1", "task --merge x"}) {
     const Cmd r = sh(args);
     EXPECT_NE(r.status, 0) << args;
     EXPECT_NE(r.out.find("error"), std::string::npos) << args << ": " << r.out;
