@@ -20,6 +20,9 @@ fathom=${FATHOM:-$root/build/release/fathom}
 threads=${THREADS:-2}
 seed=${SEED:-1}
 scale=${SCALE:-1}
+# The data's traces are written as people write worked solutions: half the time, an operation
+# whose value feeds the next step is done together with it on one line (docs/nano-r1-task.md).
+merge=${MERGE:-0.5}
 steps() { awk -v n="$1" -v s="$scale" 'BEGIN { v = int(n * s + 0.5); print (v < 1 ? 1 : v) }'; }
 mkdir -p "$work/logs"
 log() { printf '[nano-r1 %s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$work/recipe.log" >&2; }
@@ -32,8 +35,8 @@ eval_seed=$((seed * 1000 + 777))
 if [ ! -f "$work/data/done" ]; then
   log "data"
   rm -rf "$work/data" && mkdir -p "$work/data"
-  "$fathom" task --kind text --n 200000 --seed $((seed * 1000 + 1)) --out "$work/data/pretrain.jsonl"
-  "$fathom" task --kind sft --n 20000 --seed $((seed * 1000 + 2)) --out "$work/data/sft.jsonl"
+  "$fathom" task --kind text --n 200000 --seed $((seed * 1000 + 1)) --merge "$merge" --out "$work/data/pretrain.jsonl"
+  "$fathom" task --kind sft --n 20000 --seed $((seed * 1000 + 2)) --merge "$merge" --out "$work/data/sft.jsonl"
   touch "$work/data/done"
 fi
 
@@ -70,7 +73,7 @@ fi
 if [ ! -d "$work/grpo" ]; then
   log "grpo"
   "$fathom" grpo --model "$work/sft" --task-seed $((seed * 1000 + 3)) --difficulty 3-6 \
-    --steps "$(steps ${GRPO_STEPS:-250})" --prompts-per-step 16 --group 8 --max-new-tokens 192 --temperature 1.5 \
+    --steps "$(steps ${GRPO_STEPS:-400})" --prompts-per-step 16 --group 8 --max-new-tokens 192 --temperature 1.5 \
     --lr 1e-4 --beta 0.04 --mu 1 --drop-equal --compute bf16 --threads "$threads" --seed "$seed" \
     --eval-every "$(steps 50)" --eval-n 200 --eval-seed $((seed * 1000 + 4)) \
     --log "$work/logs/grpo.jsonl" --save-dtype bf16 --out "$work/grpo"
