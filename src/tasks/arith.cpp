@@ -118,12 +118,7 @@ std::string trace(Tree t, Draws& style, double merge) {
     const bool two = sibling >= 0 && !t.nodes[sibling].op && double(style.next() >> 11) * 0x1p-53 < merge;
     const int done = two ? p : i;
     if (!out.empty()) out += '\n';
-    if (two) {
-      print(t, p, out);
-    } else {
-      const Node& n = t.nodes[i];
-      out += std::to_string(t.nodes[n.l].value) + n.op + std::to_string(t.nodes[n.r].value);
-    }
+    print(t, done, out);  // "a-b", or the parent's sub-expression: no outer parentheses at the top
     out += '=' + std::to_string(t.nodes[done].value);
     t.nodes[i].op = 0;
     t.nodes[done].op = 0;

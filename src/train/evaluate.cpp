@@ -60,12 +60,13 @@ EvalResult evaluate_arith(Model& model, const Tokenizer& tok, const ChatTemplate
   for (int64_t i = 0; i < o.n; ++i) {
     std::string text = forced[size_t(i)] + tok.decode(out[size_t(i)][0].ids, /*skip_special=*/true);
     const tasks::Graded gr = tasks::grade(text, probs[size_t(i)]);
-    r.items.push_back({probs[size_t(i)], std::move(text), gr});
+    const size_t level = size_t(probs[size_t(i)].difficulty);
+    r.items.push_back({std::move(probs[size_t(i)]), std::move(text), gr});
     ++r.n;
     r.correct += gr.correct;
     r.formatted += gr.formatted;
-    ++r.n_by_level[size_t(probs[size_t(i)].difficulty)];
-    r.correct_by_level[size_t(probs[size_t(i)].difficulty)] += gr.correct;
+    ++r.n_by_level[level];
+    r.correct_by_level[level] += gr.correct;
   }
   r.generated = st.generated;
   r.seconds = st.seconds;
